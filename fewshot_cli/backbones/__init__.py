@@ -1,0 +1,1 @@
+"""Embedding networks shared by the few-shot methods."""

@@ -1,0 +1,85 @@
+"""The `fewshot` command: subcommand dispatch and the @hydra.main entry points, nothing else.
+
+Hydra owns sys.argv, so the subcommand word is popped before the subcommand's @hydra.main function
+runs; everything after it (overrides, -m, --cfg job, --info, --help) is Hydra's (Hydra pitfall 2).
+"""
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
+from fewshot_cli.config.locate import config_path
+from fewshot_cli.config.resume import merge_resume_config
+from fewshot_cli.engine.checkpoint import load_checkpoint
+from fewshot_cli.engine.trainer import TrainingInterrupted
+from fewshot_cli.errors import FewShotError
+
+log = logging.getLogger("fewshot_cli")
+
+USAGE = """usage: fewshot <command> [hydra overrides and flags]
+
+commands:
+  train   train a few-shot method        e.g. fewshot train method=protonet dataset=omniglot
+  eval    score a checkpoint on test episodes   e.g. fewshot eval ckpt_path=outputs/.../best.pt
+
+Everything after the command goes to Hydra: key=value overrides, -m/--multirun for sweeps,
+--cfg job to print the composed config, --info, and `fewshot <command> --help` for the config groups.
+"""
+
+
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
+def train_command(cfg: DictConfig) -> float:
+    """Entry point of `fewshot train`; returns test accuracy (for sweepers that optimise it)."""
+    from fewshot_cli.tasks.train import train
+
+    def run(config: DictConfig) -> dict[str, Any]:
+        if config.resume_from:
+            saved = load_checkpoint(config.resume_from)["config"]
+            config = merge_resume_config(config, saved, list(HydraConfig.get().overrides.task))
+        return train(config)
+
+    return _report_errors(run, cfg)
+
+
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="eval")
+def eval_command(cfg: DictConfig) -> float:
+    """Entry point of `fewshot eval`; returns test accuracy."""
+    from fewshot_cli.tasks.evaluate import evaluate
+
+    return _report_errors(evaluate, cfg)
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {"train": train_command, "eval": eval_command}
+
+
+def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float:
+    """Run a task; a user error becomes one logged sentence and exit code 2 (NaN in a sweep, so the
+    other jobs of the sweep still run)."""
+    try:
+        return float(task(cfg)["test/acc"])
+    except (FewShotError, TrainingInterrupted) as error:
+        log.error("%s", error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return float("nan")
+        sys.exit(130 if isinstance(error, TrainingInterrupted) else 2)
+
+
+def main() -> None:
+    """Console-script entry point: `fewshot <train|eval> [overrides]`."""
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        sys.exit(0 if len(sys.argv) >= 2 else 2)
+    command = sys.argv.pop(1)
+    if command not in COMMANDS:
+        print(f"fewshot: unknown command {command!r}; choose one of {', '.join(COMMANDS)}\n\n{USAGE}",
+              file=sys.stderr, end="")
+        sys.exit(2)
+    sys.argv[0] = f"fewshot {command}"
+    COMMANDS[command]()

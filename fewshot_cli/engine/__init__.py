@@ -1,0 +1,1 @@
+"""Training loop, evaluator, checkpoints and run outputs."""

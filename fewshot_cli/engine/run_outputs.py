@@ -1,0 +1,32 @@
+"""Files a run writes beside its checkpoints: metrics.json and the TensorBoard writer."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Write metrics.json (accuracies in percent) and return its path."""
+    path = output_dir / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def open_tensorboard(output_dir: Path, enabled: bool) -> Any:
+    """A SummaryWriter on output_dir/tb, or None when logger.tensorboard=false."""
+    if not enabled:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(output_dir / "tb"))
+
+
+def log_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """One hparams entry in the run's own TensorBoard run (run_name='.', Hydra pitfall 13)."""
+    if writer is None:
+        return
+    simple = {k: v for k, v in hparams.items() if isinstance(v, int | float | str | bool)}
+    writer.add_hparams(simple, metrics, run_name=".")

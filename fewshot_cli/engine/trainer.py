@@ -1,0 +1,258 @@
+"""The episodic training loop: one optimiser step per `tasks_per_step` episodes, for every method."""
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from fewshot_cli.data.sampler import EpisodeSampler
+from fewshot_cli.engine.checkpoint import rng_state, save_checkpoint
+from fewshot_cli.engine.device import DeviceContext
+from fewshot_cli.engine.evaluator import evaluate_episodes
+from fewshot_cli.errors import ConfigError, NonFiniteLossError
+from fewshot_cli.methods.base import FewShotMethod
+from fewshot_cli.methods.functional import accuracy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Progress that a checkpoint must carry for an exact resume."""
+
+    step: int = 0                 # optimiser steps done
+    best_val_acc: float = -math.inf
+    best_val_ci95: float = 0.0
+    best_episode: int = 0
+    train_seconds: float = 0.0    # time in training steps, validation excluded
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; last.pt was saved at a step boundary."""
+
+    def __init__(self, episode: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted after {episode} episodes; continue with "
+                         f"`fewshot train resume_from={checkpoint}`")
+
+
+class Trainer:
+    """Runs training, validation, logging and checkpointing for any FewShotMethod.
+
+    Args:
+        model: the method, already on its device.
+        optimizer, scheduler: built from conf/optimizer and conf/scheduler; the scheduler steps once
+            per optimiser step.
+        train_sampler, val_sampler: episode streams (val episodes are fixed by eval_seed).
+        ctx: device, AMP and memory-format settings.
+        settings: the `trainer` config node (counts in episodes).
+        output_dir: run directory; checkpoints go to output_dir/checkpoints.
+        config: the run's config as a plain container, stored in every checkpoint.
+        writer: a TensorBoard SummaryWriter, or None.
+    """
+
+    def __init__(
+        self,
+        model: FewShotMethod,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        train_sampler: EpisodeSampler,
+        val_sampler: EpisodeSampler,
+        ctx: DeviceContext,
+        settings: DictConfig,
+        output_dir: Path,
+        config: dict[str, Any],
+        writer: Any = None,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_sampler, self.val_sampler = train_sampler, val_sampler
+        self.ctx, self.settings, self.config, self.writer = ctx, settings, config, writer
+        self.scaler = ctx.grad_scaler()
+        self.checkpoint_dir = output_dir / "checkpoints"
+        self.history_path = output_dir / "train_history.jsonl"
+        self.tasks_per_step = _check_counts(settings)
+        self._interval_loss = torch.zeros((), device=ctx.device)
+        self._interval_acc = torch.zeros((), device=ctx.device)
+        self._interval_episodes = 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+    def fit(self, state: TrainState) -> TrainState:
+        """Train from `state.step` to trainer.max_episodes; return the final state."""
+        tps = self.tasks_per_step
+        total_steps = self.settings.max_episodes // tps
+        episodes = self.train_sampler.episodes(state.step * tps, (total_steps - state.step) * tps)
+        progress = tqdm(total=self.settings.max_episodes, initial=state.step * tps, unit="ep",
+                        desc="train", disable=None if self.settings.progress_bar else True,
+                        mininterval=1,
+                        dynamic_ncols=True)
+        self.model.train()
+        with progress, _deferred_interrupts() as interrupted:
+            clock = time.perf_counter()
+            for _ in range(state.step, total_steps):
+                self._train_step(episodes)
+                state.step += 1
+                progress.update(tps)
+                episode = state.step * tps
+                due = self._due(episode, total_steps * tps)
+                if due or interrupted():
+                    self.ctx.synchronize()
+                    state.train_seconds += time.perf_counter() - clock
+                    self._flush(episode, state, progress)
+                    if "validate" in due:
+                        self._validate(episode, state)
+                    if "checkpoint" in due or interrupted():
+                        self._save(self.last_path, state)
+                    if interrupted():
+                        raise TrainingInterrupted(episode, self.last_path)
+                    clock = time.perf_counter()
+        return state
+
+    def _train_step(self, episodes: Iterator) -> None:
+        """One optimiser step on the mean loss of `tasks_per_step` episodes."""
+        self.optimizer.zero_grad(set_to_none=True)
+        for _ in range(self.tasks_per_step):
+            episode = next(episodes)
+            with self.ctx.autocast():
+                output = self.model.loss_and_logits(episode)
+            self.scaler.scale(output.loss / self.tasks_per_step).backward()
+            self._interval_loss += output.loss.detach().float()
+            self._interval_acc += accuracy(output.logits.detach(), episode.query_labels)
+            self._interval_episodes += 1
+        if self.settings.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+
+    def _due(self, episode: int, last_episode: int) -> set[str]:
+        """Bookkeeping due after `episode`: any of 'log', 'validate', 'checkpoint'."""
+        s = self.settings
+        due = set()
+        if episode % s.val_every == 0 or episode == last_episode:
+            due |= {"validate", "checkpoint", "log"}
+        if episode % s.checkpoint_every == 0:
+            due |= {"checkpoint", "log"}
+        if episode % s.log_every == 0:
+            due.add("log")
+        return due
+
+    def _flush(self, episode: int, state: TrainState, progress: tqdm) -> None:
+        """Log the interval's mean loss/accuracy; stop on a non-finite loss before any checkpoint."""
+        if self._interval_episodes == 0:
+            return
+        loss = float(self._interval_loss) / self._interval_episodes
+        acc = 100.0 * float(self._interval_acc) / self._interval_episodes
+        self._interval_loss.zero_()
+        self._interval_acc.zero_()
+        self._interval_episodes = 0
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss} within the {self.settings.log_every} episodes before "
+                f"episode {episode}; {self.last_path} keeps the last finite state; lower optimizer.lr, "
+                f"set trainer.grad_clip, or use device.amp=none"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        progress.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.2f}", lr=f"{lr:.2e}", refresh=False)
+        self._record(episode, {"train/loss": loss, "train/acc": acc, "train/lr": lr,
+                               "train/episodes_per_sec": state.step * self.tasks_per_step
+                               / max(state.train_seconds, 1e-9)})
+
+    def _validate(self, episode: int, state: TrainState) -> None:
+        """Score the fixed val episodes; keep best.pt on improvement."""
+        estimate = evaluate_episodes(self.model, self.val_sampler, self.settings.val_episodes,
+                                     self.ctx, description="val",
+                                     progress_bar=self.settings.progress_bar)
+        self._record(episode, {"val/acc": estimate.mean, "val/acc_ci95": estimate.ci95})
+        log.info("episode %d: %s", episode, estimate.describe(
+            self.val_sampler.n_way, self.val_sampler.n_shot, prefix="val/acc"))
+        if estimate.mean > state.best_val_acc:
+            state.best_val_acc, state.best_val_ci95 = estimate.mean, estimate.ci95
+            state.best_episode = episode
+            self._save(self.best_path, state)
+
+    def _record(self, episode: int, scalars: dict[str, float]) -> None:
+        """Append to train_history.jsonl and TensorBoard."""
+        with self.history_path.open("a") as handle:
+            handle.write(json.dumps({"episode": episode, **scalars}) + "\n")
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, episode)
+
+    def _save(self, path: Path, state: TrainState) -> None:
+        save_checkpoint(path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": asdict(state),
+            "episode": state.step * self.tasks_per_step,
+            "config": self.config,
+            "rng": rng_state(),
+        })
+
+    def restore(self, checkpoint: dict[str, Any]) -> TrainState:
+        """Load weights, optimiser, scheduler and progress from a last.pt payload."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        return TrainState(**checkpoint["state"])
+
+
+def _check_counts(settings: DictConfig) -> int:
+    """Every trainer count is in episodes and must be a positive multiple of tasks_per_step."""
+    tps = settings.tasks_per_step
+    if tps < 1:
+        raise ConfigError(f"trainer.tasks_per_step={tps} must be at least 1")
+    for key in ("max_episodes", "val_every", "log_every", "checkpoint_every", "val_episodes"):
+        value = settings[key]
+        if value < 1:
+            raise ConfigError(f"trainer.{key}={value} must be at least 1")
+        if key != "val_episodes" and value % tps:
+            raise ConfigError(f"trainer.{key}={value} must be a multiple of "
+                              f"trainer.tasks_per_step={tps}")
+    return tps
+
+
+@contextmanager
+def _deferred_interrupts() -> Iterator[Callable[[], bool]]:
+    """Turn SIGINT/SIGTERM into a flag checked between optimiser steps.
+
+    Stopping mid-step could save half-updated weights; deferring to the step boundary lets the
+    trainer write a consistent last.pt first. A second Ctrl-C stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("signal %d received: saving last.pt at the end of this step", signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,42 @@
+"""Pure tensor maths shared by the metric-based methods (no modules, no state)."""
+
+import torch
+import torch.nn.functional as F
+
+
+def class_prototypes(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Mean embedding of each class (Snell et al. 2017, eq. 1).
+
+    Args:
+        embeddings: [n_support, D]
+        labels: [n_support] in 0..n_way-1
+    Returns:
+        [n_way, D]
+    """
+    sums = torch.zeros(n_way, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+    sums.index_add_(0, labels, embeddings)
+    counts = torch.bincount(labels, minlength=n_way).clamp_min(1).to(embeddings.dtype)
+    return sums / counts[:, None]
+
+
+def squared_euclidean_distance(queries: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """||q - c||^2 for every pair (Snell et al. 2017 use the squared distance).
+
+    Args:
+        queries: [Q, D]
+        centres: [N, D]
+    Returns:
+        [Q, N], computed as a difference (not via the ||q||^2 - 2 q.c + ||c||^2 expansion, which loses
+        precision when embeddings are large and close).
+    """
+    return (queries[:, None, :] - centres[None, :, :]).pow(2).sum(dim=-1)
+
+
+def cosine_similarity_matrix(queries: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """cos(q, c) for every pair: [Q, D] x [N, D] -> [Q, N]."""
+    return F.normalize(queries, dim=-1) @ F.normalize(centres, dim=-1).T
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose argmax equals the label, as a 0-d tensor (no host sync)."""
+    return (logits.argmax(dim=-1) == labels).float().mean()

@@ -1,0 +1,57 @@
+"""Prototypical Networks (Snell, Swersky, Zemel, NeurIPS 2017)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot_cli.data.episode import Episode
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.base import FewShotMethod, MethodOutput
+from fewshot_cli.methods.functional import (
+    class_prototypes,
+    cosine_similarity_matrix,
+    squared_euclidean_distance,
+)
+
+DISTANCES = ("squared_euclidean", "cosine")
+
+
+class PrototypicalNetworks(FewShotMethod):
+    """Classify queries by distance to class prototypes (mean support embeddings).
+
+    logits[q, c] = -||f(x_q) - p_c||^2 (or temperature * cos(f(x_q), p_c)); the loss is the cross
+    entropy of softmax(logits) against the query labels (the paper's eq. 2).
+
+    Shapes: support [n_way * n_shot, C, H, W], query [n_way * n_query, C, H, W] -> logits
+    [n_way * n_query, n_way].
+
+    Args:
+        backbone: embedding network, images -> [B, D].
+        distance: "squared_euclidean" (the paper's) or "cosine".
+        temperature: logit scale for cosine similarities (cosines in [-1, 1] are too flat to train).
+    """
+
+    def __init__(self, backbone: nn.Module, distance: str = "squared_euclidean",
+                 temperature: float = 10.0) -> None:
+        super().__init__()
+        if distance not in DISTANCES:
+            raise ConfigError(f"method.distance={distance!r}; use one of {', '.join(DISTANCES)}")
+        self.backbone = backbone
+        self.distance = distance
+        self.temperature = temperature
+
+    def loss_and_logits(self, episode: Episode) -> MethodOutput:
+        # One forward pass over support and query together, so BatchNorm sees the whole episode.
+        n_support = episode.support_images.shape[0]
+        embeddings = self.backbone(torch.cat([episode.support_images, episode.query_images]))
+        support, query = embeddings[:n_support], embeddings[n_support:]
+        prototypes = class_prototypes(support, episode.support_labels, episode.n_way)
+        logits = self.logits(query, prototypes)
+        loss = F.cross_entropy(logits.float(), episode.query_labels)
+        return MethodOutput(loss, logits, {})
+
+    def logits(self, query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """[Q, D] x [N, D] -> [Q, N] scores."""
+        if self.distance == "cosine":
+            return self.temperature * cosine_similarity_matrix(query, prototypes)
+        return -squared_euclidean_distance(query, prototypes)

@@ -1,0 +1,1 @@
+"""Plain task functions `train(cfg)` and `evaluate(cfg)`; they never read HydraConfig."""

@@ -1,0 +1,55 @@
+"""Building objects from config nodes: datasets, methods and episode samplers."""
+
+import logging
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fewshot_cli.data.base import FewShotDataset
+from fewshot_cli.data.sampler import EpisodeSampler
+from fewshot_cli.engine.device import DeviceContext
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.base import FewShotMethod
+
+log = logging.getLogger(__name__)
+
+
+def build_dataset(node: DictConfig) -> FewShotDataset:
+    """Instantiate a conf/dataset option."""
+    if node is None:
+        raise ConfigError("no dataset selected; add dataset=<name> (e.g. dataset=omniglot)")
+    return instantiate(node)
+
+
+def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
+    """Instantiate a conf/method option (its backbone comes along through `backbone: ${backbone}`)."""
+    if node is None:
+        raise ConfigError("no method selected; add method=<name> (e.g. method=protonet)")
+    model = instantiate(node)
+    if not isinstance(model, FewShotMethod):
+        raise ConfigError(f"method._target_={node._target_} does not build a FewShotMethod")
+    model = model.to(ctx.device)
+    if ctx.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    backbone = getattr(model, "backbone", None)
+    if ctx.compile and isinstance(backbone, torch.nn.Module):
+        # In place (Module.compile), so state_dict keys stay those of the plain backbone.
+        backbone.compile()
+    return model
+
+
+def build_sampler(
+    dataset: FewShotDataset,
+    split: str,
+    shape: DictConfig,
+    seed: int,
+    ctx: DeviceContext,
+    config_key: str,
+) -> EpisodeSampler:
+    """Episode sampler over `split` with the N-way K-shot Q-query `shape` from the config."""
+    return EpisodeSampler(
+        dataset.load_split(split), shape.n_way, shape.n_shot, shape.n_query, seed=seed,
+        stream=split, device=ctx.device, config_key=config_key, mean=dataset.mean, std=dataset.std,
+        channels_last=ctx.channels_last,
+    )

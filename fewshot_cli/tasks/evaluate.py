@@ -1,0 +1,88 @@
+"""`fewshot eval`: score a checkpoint (or an untrained method such as CLIP) on fixed test episodes."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fewshot_cli.engine.checkpoint import load_checkpoint
+from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
+from fewshot_cli.engine.evaluator import evaluate_episodes
+from fewshot_cli.engine.run_outputs import write_metrics
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild the model from `cfg.ckpt_path` alone (or from `cfg.method`) and score test episodes.
+
+    Returns the metrics written to `<output_dir>/metrics.json`.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
+    run_cfg = merge_with_checkpoint(cfg, checkpoint["config"] if checkpoint else None)
+    torch.manual_seed(run_cfg.seed)
+    ctx = DeviceContext.from_config(run_cfg.device)
+    dataset = build_dataset(run_cfg.dataset)
+    model = build_method(run_cfg.method, ctx)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+    elif model.trainable:
+        log.warning("no ckpt_path given: evaluating an untrained %s", run_cfg.method._target_)
+    shape = run_cfg.eval_episodes
+    with released_cuda_memory():
+        sampler = build_sampler(dataset, run_cfg.eval.split, shape, run_cfg.eval_seed, ctx,
+                                "eval_episodes")
+        estimate = evaluate_episodes(model, sampler, run_cfg.eval.n_episodes, ctx,
+                                     description=run_cfg.eval.split)
+    print(estimate.describe(shape.n_way, shape.n_shot, prefix=f"{run_cfg.eval.split}/acc"), flush=True)
+    metrics = {
+        "test/acc": estimate.mean,
+        "test/acc_ci95": estimate.ci95,
+        "test/n_episodes": estimate.n_episodes,
+        "test/n_way": shape.n_way,
+        "test/n_shot": shape.n_shot,
+        "test/n_query": shape.n_query,
+        "test/split": run_cfg.eval.split,
+        "dataset": dataset.name,
+        "ckpt_path": str(cfg.ckpt_path) if cfg.ckpt_path else None,
+        "ckpt_episode": checkpoint["episode"] if checkpoint else 0,
+        "device": str(ctx.device),
+    }
+    write_metrics(output_dir, metrics)
+    return metrics
+
+
+def merge_with_checkpoint(cfg: DictConfig, saved: dict[str, Any] | None) -> DictConfig:
+    """The eval config: the checkpoint's method, backbone, dataset and episode shape, with every
+    value the user set (non-null in eval.yaml or on the command line) taking precedence.
+
+    Paths, device and the eval settings always come from the current command, so a checkpoint made
+    on another machine evaluates here against this machine's data dir.
+    """
+    merged = OmegaConf.create(OmegaConf.to_container(cfg))
+    if saved is None:
+        if cfg.method is None:
+            raise ConfigError("give ckpt_path=<.../best.pt>, or method=<name> for an untrained method")
+        _fill_nulls(merged.eval_episodes, {"n_way": 5, "n_shot": 1, "n_query": 15})
+    else:
+        for key in ("method", "backbone", "dataset"):
+            if merged[key] is None:
+                merged[key] = saved.get(key)
+        _fill_nulls(merged.eval_episodes, saved.get("eval_episodes", {}))
+    if merged.dataset is None:
+        raise ConfigError("no dataset: add dataset=<name> (e.g. dataset=omniglot)")
+    if merged.eval.n_episodes is None:
+        merged.eval.n_episodes = merged.dataset.get("test_episodes", 600)
+    return merged
+
+
+def _fill_nulls(node: DictConfig, defaults: dict[str, Any]) -> None:
+    for key, value in defaults.items():
+        if node.get(key) is None:
+            node[key] = value

@@ -1,0 +1,128 @@
+"""`fewshot train`: episodic training with validation, checkpoints and a final test pass on best.pt."""
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fewshot_cli.engine.checkpoint import load_checkpoint, restore_rng_state
+from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
+from fewshot_cli.engine.evaluator import evaluate_episodes
+from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_metrics
+from fewshot_cli.engine.trainer import Trainer, TrainState
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train `cfg.method` on `cfg.dataset`, then score best.pt on the test split.
+
+    Returns the metrics written to `<output_dir>/metrics.json`.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)  # model initialisation; episodes have their own generators
+    ctx = DeviceContext.from_config(cfg.device)
+    dataset = build_dataset(cfg.dataset)
+    train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes")
+    val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes")
+    model = build_method(cfg.method, ctx)
+    if not model.trainable:
+        raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
+    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer)
+    writer = open_tensorboard(output_dir, cfg.logger.tensorboard)
+    started = time.perf_counter()
+    with released_cuda_memory():
+        try:
+            trainer = Trainer(model, optimizer, scheduler, train_sampler, val_sampler, ctx,
+                              cfg.trainer, output_dir, OmegaConf.to_container(cfg), writer)
+            state = _resume(trainer, cfg.resume_from) if cfg.resume_from else TrainState()
+            log.info("training %s on %s (%d train classes) on %s for %d episodes",
+                     cfg.method._target_.rsplit(".", 1)[-1], dataset.name, train_sampler.num_classes,
+                     ctx.device, cfg.trainer.max_episodes)
+            state = trainer.fit(state)
+            metrics = _test_best(cfg, trainer, dataset, ctx, state)
+            metrics["train/wall_time_s"] = time.perf_counter() - started
+            write_metrics(output_dir, metrics)
+            log_hparams(writer, _flat_hparams(cfg), {"hparam/test_acc": metrics["test/acc"]})
+        finally:
+            if writer is not None:
+                writer.close()
+    return metrics
+
+
+def _resume(trainer: Trainer, path: str) -> TrainState:
+    """Restore last.pt and carry the old run's best.pt and history into this run's directory."""
+    checkpoint = load_checkpoint(path)
+    state = trainer.restore(checkpoint)
+    restore_rng_state(checkpoint["rng"])
+    _carry_over_run_files(Path(path).expanduser(), trainer, checkpoint["episode"])
+    log.info("resumed from %s at episode %d", path, checkpoint["episode"])
+    return state
+
+
+def _carry_over_run_files(last_path: Path, trainer: Trainer, episode: int) -> None:
+    """Copy best.pt beside `last_path` and the history up to `episode` into the new run directory."""
+    old_best = last_path.parent / "best.pt"
+    if old_best.is_file() and old_best.resolve() != trainer.best_path.resolve():
+        trainer.best_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(old_best, trainer.best_path)
+    old_history = last_path.parent.parent / "train_history.jsonl"
+    if old_history.is_file() and old_history.resolve() != trainer.history_path.resolve():
+        kept = [line for line in old_history.read_text().splitlines()
+                if line and json.loads(line)["episode"] <= episode]
+        trainer.history_path.write_text("".join(line + "\n" for line in kept))
+
+
+def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceContext,
+               state: TrainState) -> dict[str, Any]:
+    """Load best.pt and score it on the test split with the eval episode shape."""
+    best = load_checkpoint(trainer.best_path)
+    trainer.model.load_state_dict(best["model"])
+    sampler = build_sampler(dataset, cfg.eval.split, cfg.eval_episodes, cfg.eval_seed, ctx,
+                            "eval_episodes")
+    estimate = evaluate_episodes(trainer.model, sampler, cfg.eval.n_episodes, ctx,
+                                 progress_bar=cfg.trainer.progress_bar)
+    log.info("best.pt (episode %d): %s", best["episode"],
+             estimate.describe(sampler.n_way, sampler.n_shot))
+    episodes_trained = state.step * trainer.tasks_per_step
+    return {
+        "test/acc": estimate.mean,
+        "test/acc_ci95": estimate.ci95,
+        "test/n_episodes": estimate.n_episodes,
+        "test/n_way": sampler.n_way,
+        "test/n_shot": sampler.n_shot,
+        "test/n_query": sampler.n_query,
+        "test/split": cfg.eval.split,
+        "val/best_acc": state.best_val_acc,
+        "val/best_acc_ci95": state.best_val_ci95,
+        "val/best_episode": state.best_episode,
+        "train/episodes": episodes_trained,
+        "train/episodes_per_sec": episodes_trained / max(state.train_seconds, 1e-9),
+        "train/train_seconds": state.train_seconds,
+        "device": str(ctx.device),
+        "device_name": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu",
+    }
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The few choices worth comparing across runs in TensorBoard's HParams tab."""
+    return {
+        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "dataset": cfg.dataset.name,
+        "seed": cfg.seed,
+        "train_way": cfg.train_episodes.n_way,
+        "train_shot": cfg.train_episodes.n_shot,
+        "test_way": cfg.eval_episodes.n_way,
+        "test_shot": cfg.eval_episodes.n_shot,
+        "lr": cfg.optimizer.get("lr", float("nan")),
+    }
