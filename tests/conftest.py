@@ -1,0 +1,179 @@
+"""Shared fixtures: a tiny synthetic Omniglot tree, Hydra compose helpers, and the real data dir.
+
+The synthetic tree is written as real PNG files in torchvision's layout, with alphabet names that hit
+every Vinyals rule (a validation alphabet, a test alphabet, Gurmukhi cut at character42, an
+evaluation-set alphabet that is training data), so training runs end to end without real data.
+
+Synthetic data always uses its own temporary cache dir: the cache is keyed on the image size only,
+so sharing FEWSHOT_CACHE_DIR with real Omniglot would load the wrong images.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image, ImageDraw
+
+from fewshot_cli.config import schema  # noqa: F401  (registers train_schema / eval_schema)
+from fewshot_cli.config.locate import source_config_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = source_config_dir()
+
+# (part, alphabet, character numbers, Vinyals split of those characters)
+SYNTHETIC_CHARACTERS = (
+    ("images_background", "Alpha_Train", range(1, 6), "train"),
+    ("images_background", "Armenian", range(1, 4), "val"),
+    ("images_evaluation", "Gurmukhi", range(40, 43), None),  # 40, 41 train; 42 test
+    ("images_evaluation", "Kannada", range(1, 4), "test"),
+    ("images_evaluation", "Zeta_Eval", range(1, 3), "train"),  # evaluation part, Vinyals train
+)
+IMAGES_PER_CHARACTER = 10
+SYNTHETIC_IMAGE_SIDE = 105
+# Rotated classes per split of the synthetic tree (characters x 4 rotations).
+SYNTHETIC_VINYALS_CLASSES = {"train": (5 + 2 + 2) * 4, "val": 3 * 4, "test": (1 + 3) * 4}
+SYNTHETIC_LAKE_CLASSES = {"train": (5 + 3) * 4, "val": (3 + 3 + 2) * 4, "test": (3 + 3 + 2) * 4}
+
+
+def _character_strokes(rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+    """Three random strokes: a character's identity (not rotation-symmetric in practice)."""
+    return [tuple(int(v) for v in rng.integers(15, 90, size=4)) for _ in range(3)]
+
+
+def write_synthetic_omniglot(data_dir: Path) -> Path:
+    """Write the synthetic tree under data_dir/omniglot/omniglot-py and return data_dir.
+
+    Each character is three thick strokes; each of its drawings jitters the strokes by a few pixels.
+    Like the real files, images are 105x105 mode-"1" PNGs with black strokes on white.
+    """
+    root = data_dir / "omniglot" / "omniglot-py"
+    for char_seed, (part, alphabet, numbers, _) in enumerate(SYNTHETIC_CHARACTERS):
+        for number in numbers:
+            rng = np.random.default_rng(1000 * char_seed + number)
+            strokes = _character_strokes(rng)
+            folder = root / part / alphabet / f"character{number:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for drawing in range(IMAGES_PER_CHARACTER):
+                image = Image.new("L", (SYNTHETIC_IMAGE_SIDE, SYNTHETIC_IMAGE_SIDE), 255)
+                draw = ImageDraw.Draw(image)
+                for x0, y0, x1, y1 in strokes:
+                    jitter = rng.integers(-3, 4, size=4)
+                    draw.line((x0 + jitter[0], y0 + jitter[1], x1 + jitter[2], y1 + jitter[3]),
+                              fill=0, width=7)
+                image.convert("1").save(folder / f"{number:04d}_{drawing + 1:02d}.png")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding only the synthetic Omniglot tree (read-only by convention)."""
+    return write_synthetic_omniglot(tmp_path_factory.mktemp("synthetic_data"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-image cache for the synthetic tree only (never FEWSHOT_CACHE_DIR; see module doc)."""
+    return tmp_path_factory.mktemp("synthetic_cache")
+
+
+@pytest.fixture(scope="session")
+def data_overrides(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> list[str]:
+    """Overrides that point a run at the synthetic tree, offline, on the CPU, without TensorBoard."""
+    return [
+        f"paths.data_dir={synthetic_data_dir}",
+        f"paths.cache_dir={synthetic_cache_dir}",
+        "dataset.download=false",
+        "device=cpu",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_overrides(data_overrides: list[str]) -> list[str]:
+    """A training run of a few seconds on the synthetic tree: 5-way 1-shot, 5 queries."""
+    return [
+        *data_overrides,
+        "logger=none",
+        "trainer.progress_bar=false",
+        "train_episodes.n_way=5",
+        "train_episodes.n_shot=1",
+        "train_episodes.n_query=5",
+        "eval_episodes.n_way=5",
+        "eval_episodes.n_shot=1",
+        "eval_episodes.n_query=5",
+        "trainer.max_episodes=4",
+        "trainer.val_every=2",
+        "trainer.checkpoint_every=2",
+        "trainer.log_every=1",
+        "trainer.val_episodes=5",
+        "eval.n_episodes=10",
+    ]
+
+
+@contextmanager
+def _hydra() -> Iterator[None]:
+    # A context manager, so GlobalHydra is cleared even when compose() raises (Hydra pitfall 5).
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="test"):
+        yield
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path | None) -> DictConfig:
+    """Compose conf/<config_name>.yaml like the CLI does, minus HydraConfig (Hydra pitfall 4).
+
+    paths.output_dir defaults to `${hydra:runtime.output_dir}`, which compose() cannot resolve, so it
+    is always overridden (to `output_dir`, or to a placeholder when the test never writes).
+    """
+    placeholder = output_dir if output_dir is not None else Path("unused-output-dir")
+    with _hydra():
+        return compose(config_name=config_name,
+                       overrides=[*overrides, f"paths.output_dir={placeholder}"])
+
+
+@pytest.fixture
+def compose_train(tmp_path: Path) -> Callable[..., DictConfig]:
+    """compose_train(overrides, output_dir=tmp_path/'train') -> the composed train config."""
+
+    def _compose(overrides: list[str] = (), output_dir: Path | None = None) -> DictConfig:
+        return compose_config("train", list(overrides), output_dir or tmp_path / "train")
+
+    return _compose
+
+
+@pytest.fixture
+def compose_eval(tmp_path: Path) -> Callable[..., DictConfig]:
+    """compose_eval(overrides, output_dir=tmp_path/'eval') -> the composed eval config."""
+
+    def _compose(overrides: list[str] = (), output_dir: Path | None = None) -> DictConfig:
+        return compose_config("eval", list(overrides), output_dir or tmp_path / "eval")
+
+    return _compose
+
+
+def find_real_data_dir() -> Path | None:
+    """FEWSHOT_DATA_DIR, else ../shared/data beside the repository, when it holds Omniglot."""
+    candidates = [os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data",
+                  "/work/shared/data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "omniglot" / "omniglot-py" / "images_background").is_dir():
+            return Path(candidate).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real datasets (skips the test when this machine has none)."""
+    found = find_real_data_dir()
+    if found is None:
+        pytest.skip("real Omniglot not found (set FEWSHOT_DATA_DIR or provide ../shared/data)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def real_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FEWSHOT_CACHE_DIR when set (decoding real Omniglot takes ~12 s), else a fresh temp dir."""
+    from_env = os.environ.get("FEWSHOT_CACHE_DIR")
+    return Path(from_env).expanduser() if from_env else tmp_path_factory.mktemp("real_cache")
