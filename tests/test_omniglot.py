@@ -1,0 +1,186 @@
+"""Omniglot: folder layout, Vinyals/Lake splits, rotations, cache, and clear data errors."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SYNTHETIC_LAKE_CLASSES, SYNTHETIC_VINYALS_CLASSES
+
+from fewshot_cli.data.omniglot import Omniglot
+from fewshot_cli.data.omniglot_splits import vinyals_split_of
+from fewshot_cli.errors import ConfigError, DatasetError
+
+SPLITS = ("train", "val", "test")
+
+
+def omniglot(data_dir: Path, cache_dir: Path, **kwargs) -> Omniglot:
+    return Omniglot(root=str(data_dir), cache_dir=str(cache_dir), download=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def vinyals(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> dict:
+    dataset = omniglot(synthetic_data_dir, synthetic_cache_dir)
+    return {split: dataset.load_split(split) for split in SPLITS}
+
+
+def characters(split) -> set[str]:
+    return {name.rsplit("/", 1)[0] for name in split.class_names}
+
+
+def test_vinyals_class_counts_and_shapes(vinyals: dict) -> None:
+    for split in SPLITS:
+        data = vinyals[split]
+        assert data.num_classes == SYNTHETIC_VINYALS_CLASSES[split]
+        assert data.images.dtype == torch.uint8
+        assert data.images.shape[1:] == (1, 28, 28)
+        assert data.images.shape[0] == 10 * data.num_classes  # 10 drawings per character
+        assert torch.equal(data.class_counts(), torch.full((data.num_classes,), 10))
+        assert data.name == f"omniglot/{split}"
+
+
+def test_vinyals_rules_place_each_alphabet(vinyals: dict) -> None:
+    train, val, test = (characters(vinyals[s]) for s in SPLITS)
+    assert "images_background/Armenian/character01" in val
+    assert "images_evaluation/Kannada/character03" in test
+    assert "images_evaluation/Gurmukhi/character42" in test
+    assert {"images_evaluation/Gurmukhi/character40", "images_evaluation/Gurmukhi/character41",
+            "images_evaluation/Zeta_Eval/character01"} <= train
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert all(name.startswith("images_background/Armenian/") for name in val)
+
+
+def test_split_rule_table() -> None:
+    assert vinyals_split_of("Gurmukhi", "character41") == "train"
+    assert vinyals_split_of("Gurmukhi", "character45") == "test"
+    assert vinyals_split_of("Mkhedruli_(Georgian)", "character01") == "val"
+    assert vinyals_split_of("Asomtavruli_(Georgian)", "character01") == "train"
+    assert vinyals_split_of("ULOG", "character01") == "test"
+
+
+def test_rotations_are_classes_of_their_own(vinyals: dict) -> None:
+    data = vinyals["val"]
+    n = data.images.shape[0] // 4
+    names = data.class_names
+    assert [name.rsplit("/", 1)[1] for name in names[::3]] == ["rot000", "rot090", "rot180", "rot270"]
+    assert len(set(names)) == len(names)
+    for quarter_turns in range(1, 4):
+        block = slice(quarter_turns * n, (quarter_turns + 1) * n)
+        assert torch.equal(data.images[block], torch.rot90(data.images[:n], quarter_turns, (-2, -1)))
+        for label_0, label_k in zip(data.labels[:n].tolist(), data.labels[block].tolist(), strict=True):
+            base, rotated = names[label_0], names[label_k]
+            assert rotated == base.replace("rot000", f"rot{90 * quarter_turns:03d}")
+
+
+def test_images_are_inverted_strokes_on_black(vinyals: dict) -> None:
+    images = vinyals["train"].images.float()
+    # Background (white on disk) becomes 0; strokes (black on disk) become bright.
+    assert images.median() == 0
+    assert images.max() > 200
+    assert (images > 128).float().mean() < 0.3
+
+
+def test_without_rotations(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> None:
+    dataset = omniglot(synthetic_data_dir, synthetic_cache_dir, rotations=False)
+    for split in SPLITS:
+        data = dataset.load_split(split)
+        assert data.num_classes == SYNTHETIC_VINYALS_CLASSES[split] // 4
+        assert all(name.endswith("/rot000") for name in data.class_names)
+
+
+def test_lake_split(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> None:
+    dataset = omniglot(synthetic_data_dir, synthetic_cache_dir, split_scheme="lake")
+    loaded = {split: dataset.load_split(split) for split in SPLITS}
+    for split in SPLITS:
+        assert loaded[split].num_classes == SYNTHETIC_LAKE_CLASSES[split]
+    assert all(n.startswith("images_background/") for n in loaded["train"].class_names)
+    assert all(n.startswith("images_evaluation/") for n in loaded["test"].class_names)
+
+
+def test_other_image_size(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> None:
+    data = omniglot(synthetic_data_dir, synthetic_cache_dir, image_size=14).load_split("val")
+    assert data.images.shape[1:] == (1, 14, 14)
+
+
+def test_unknown_split_scheme(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dataset.split_scheme='random'"):
+        omniglot(synthetic_data_dir, tmp_path, split_scheme="random")
+
+
+def test_decoded_images_are_cached(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    data_dir, cache_dir = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(synthetic_data_dir, data_dir)
+    first = omniglot(data_dir, cache_dir).load_split("train")
+    assert len(list(cache_dir.glob("omniglot-*.pt"))) == 1
+    shutil.rmtree(data_dir)  # the cache alone is enough now
+    second = omniglot(data_dir, cache_dir).load_split("train")
+    assert torch.equal(first.images, second.images)
+    assert first.class_names == second.class_names
+
+
+def test_damaged_cache_entry_is_rebuilt(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    expected = omniglot(synthetic_data_dir, cache_dir).load_split("val")
+    entry = next(cache_dir.glob("omniglot-*.pt"))
+    entry.write_bytes(b"not a tensor file")
+    rebuilt = omniglot(synthetic_data_dir, cache_dir).load_split("val")
+    assert torch.equal(rebuilt.images, expected.images)
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty_root", "one_part_only"])
+def test_missing_data_names_the_expected_layout(tmp_path: Path, layout: str) -> None:
+    data_dir = tmp_path / "data"
+    if layout == "empty_root":
+        (data_dir / "omniglot" / "omniglot-py").mkdir(parents=True)
+    elif layout == "one_part_only":
+        (data_dir / "omniglot" / "omniglot-py" / "images_background" / "Latin" / "character01").mkdir(
+            parents=True)
+    with pytest.raises(DatasetError) as error:
+        omniglot(data_dir, tmp_path / "cache").load_split("train")
+    message = str(error.value)
+    assert f"Omniglot not found under {data_dir / 'omniglot'}" in message
+    assert "omniglot-py/images_background/<Alphabet>/characterNN/*.png" in message
+    assert "omniglot-py/images_evaluation/<Alphabet>/characterNN/*.png" in message
+    assert "paths.data_dir" in message and "FEWSHOT_DATA_DIR" in message
+    assert "\n" not in message
+
+
+def test_corrupt_png_names_the_file(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, data_dir)
+    bad = next((data_dir / "omniglot/omniglot-py/images_evaluation/Kannada/character02").glob("*.png"))
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(DatasetError) as error:
+        omniglot(data_dir, tmp_path / "cache").load_split("train")
+    message = str(error.value)
+    assert f"cannot decode image {bad}" in message
+    assert "replace or delete the file" in message
+
+
+def test_character_folder_without_png(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, data_dir)
+    empty = data_dir / "omniglot/omniglot-py/images_background/Latin/character07"
+    empty.mkdir(parents=True)
+    with pytest.raises(DatasetError, match=rf"{empty} holds no .png files"):
+        omniglot(data_dir, tmp_path / "cache").load_split("train")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_vinyals_split_matches_the_published_split_files(real_data_dir: Path,
+                                                              real_cache_dir: Path) -> None:
+    dataset = omniglot(real_data_dir, real_cache_dir)
+    split_dir = real_data_dir / "omniglot" / "splits" / "vinyals"
+    expected_counts = {"train": 4112, "val": 688, "test": 1692}
+    for split in SPLITS:
+        data = dataset.load_split(split)
+        assert data.num_classes == expected_counts[split]
+        assert data.images.shape[1:] == (1, 28, 28)
+        assert torch.equal(data.class_counts(), torch.full((data.num_classes,), 20))
+        ours = {name.split("/", 1)[1] for name in data.class_names}  # drop images_background/...
+        published_file = split_dir / f"{split}.txt"
+        if published_file.is_file():
+            published = set(published_file.read_text().split())
+            assert ours == published
+
