@@ -35,6 +35,8 @@ SYNTHETIC_CHARACTERS = (
 )
 IMAGES_PER_CHARACTER = 10
 SYNTHETIC_IMAGE_SIDE = 105
+JITTER = 12  # pixels each stroke end moves between drawings
+NOISE_BLOBS = 4  # random dots per drawing, so the task is not trivial
 # Rotated classes per split of the synthetic tree (characters x 4 rotations).
 SYNTHETIC_VINYALS_CLASSES = {"train": (5 + 2 + 2) * 4, "val": 3 * 4, "test": (1 + 3) * 4}
 SYNTHETIC_LAKE_CLASSES = {"train": (5 + 3) * 4, "val": (3 + 3 + 2) * 4, "test": (3 + 3 + 2) * 4}
@@ -62,9 +64,11 @@ def write_synthetic_omniglot(data_dir: Path) -> Path:
                 image = Image.new("L", (SYNTHETIC_IMAGE_SIDE, SYNTHETIC_IMAGE_SIDE), 255)
                 draw = ImageDraw.Draw(image)
                 for x0, y0, x1, y1 in strokes:
-                    jitter = rng.integers(-3, 4, size=4)
+                    jitter = rng.integers(-JITTER, JITTER + 1, size=4)
                     draw.line((x0 + jitter[0], y0 + jitter[1], x1 + jitter[2], y1 + jitter[3]),
                               fill=0, width=7)
+                for x, y in rng.integers(0, SYNTHETIC_IMAGE_SIDE - 8, size=(NOISE_BLOBS, 2)):
+                    draw.ellipse((int(x), int(y), int(x) + 8, int(y) + 8), fill=0)
                 image.convert("1").save(folder / f"{number:04d}_{drawing + 1:02d}.png")
     return data_dir
 
