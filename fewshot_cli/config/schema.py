@@ -54,6 +54,16 @@ class EvalSchema:
 
 
 @dataclass
+class EvalCommandSchema(EvalSchema):
+    """`fewshot eval` only: the protocol (episodes, or a whole split for zero-shot methods) and the
+    CLIP figures (see fewshot_cli/tasks/zero_shot.py)."""
+
+    protocol: str = "auto"
+    figures: bool = True
+    figure_images: int = 8
+
+
+@dataclass
 class DeviceSchema:
     """Where and how tensors run."""
 
@@ -114,7 +124,7 @@ class EvalConfigSchema:
     backbone: Any = None
     method: Any = None
     eval_episodes: OptionalEpisodeShapeSchema = field(default_factory=OptionalEpisodeShapeSchema)
-    eval: EvalSchema = field(default_factory=EvalSchema)
+    eval: EvalCommandSchema = field(default_factory=EvalCommandSchema)
     device: DeviceSchema = field(default_factory=DeviceSchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)

@@ -13,6 +13,7 @@ from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import write_metrics
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
+from fewshot_cli.tasks.zero_shot import episode_figures, evaluate_full, resolve_protocol
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         model.load_state_dict(checkpoint["model"])
     elif model.trainable:
         log.warning("no ckpt_path given: evaluating an untrained %s", run_cfg.method._target_)
+    if resolve_protocol(run_cfg.eval.protocol, dataset, model) == "full":
+        return evaluate_full(run_cfg, dataset, model, ctx, output_dir)  # zero-shot: whole test set
     shape = run_cfg.eval_episodes
     with released_cuda_memory():
         sampler = build_sampler(dataset, run_cfg.eval.split, shape, run_cfg.eval_seed, ctx,
@@ -54,6 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_episode": checkpoint["episode"] if checkpoint else 0,
         "device": str(ctx.device),
     }
+    metrics.update(episode_figures(run_cfg, dataset, model, output_dir))  # CLIP methods only
     write_metrics(output_dir, metrics)
     return metrics
 
