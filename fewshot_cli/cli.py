@@ -28,6 +28,7 @@ USAGE = """usage: fewshot <command> [hydra overrides and flags]
 commands:
   train   train a few-shot method        e.g. fewshot train method=protonet dataset=omniglot
   eval    score a checkpoint on test episodes   e.g. fewshot eval ckpt_path=outputs/.../best.pt
+  report  gather runs into one results table    e.g. fewshot report outputs/multirun
 
 Everything after the command goes to Hydra: key=value overrides, -m/--multirun for sweeps,
 --cfg job to print the composed config, --info, and `fewshot <command> --help` for the config groups.
@@ -56,7 +57,22 @@ def eval_command(cfg: DictConfig) -> float:
     return _report_errors(evaluate, cfg)
 
 
-COMMANDS: dict[str, Callable[[], Any]] = {"train": train_command, "eval": eval_command}
+def report_command() -> None:
+    """Entry point of `fewshot report DIR`: plain argparse, no Hydra run directory."""
+    from fewshot_cli.tasks.report import main as report_main
+
+    try:
+        report_main(sys.argv[1:])
+    except FewShotError as error:
+        print(f"fewshot report: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {
+    "train": train_command,
+    "eval": eval_command,
+    "report": report_command,
+}
 
 
 def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float:

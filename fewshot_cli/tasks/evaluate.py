@@ -53,6 +53,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "test/n_query": shape.n_query,
         "test/split": run_cfg.eval.split,
         "dataset": dataset.name,
+        "method": run_cfg.method._target_.rsplit(".", 1)[-1],
+        # The seed that trained the checkpoint: what a report groups seeds by.
+        "seed": checkpoint["config"].get("seed") if checkpoint else run_cfg.seed,
         "ckpt_path": str(cfg.ckpt_path) if cfg.ckpt_path else None,
         "ckpt_episode": checkpoint["episode"] if checkpoint else 0,
         "device": str(ctx.device),

@@ -111,6 +111,9 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
         "train/train_seconds": state.train_seconds,
         "device": str(ctx.device),
         "device_name": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu",
+        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "dataset": dataset.name,
+        "seed": cfg.seed,
     }
 
 

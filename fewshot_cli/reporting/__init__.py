@@ -1,0 +1,1 @@
+"""`fewshot report`: gather run directories into one results table with the papers' numbers."""

@@ -1,0 +1,87 @@
+"""Finding runs under a directory and reading what each one measured."""
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run directory (a `fewshot train` or `fewshot eval` job) and its test result."""
+
+    path: Path
+    task: str                   # "train" or "eval"
+    method: str                 # method class name, e.g. PrototypicalNetworks
+    dataset: str
+    n_way: int
+    n_shot: int
+    seed: int | None
+    acc: float                  # percent, mean over test episodes
+    acc_ci95: float             # percent, half-width over test episodes
+    n_episodes: int
+    episodes_trained: int | None
+    wall_time_s: float | None
+    device: str
+    source_run: Path | None = None  # eval runs: the run directory that wrote the checkpoint
+
+
+def find_runs(root: Path) -> list[RunRecord]:
+    """Every run below `root` whose metrics.json holds a test accuracy, sorted by path."""
+    records = []
+    for metrics_path in sorted(root.resolve().rglob("metrics.json")):
+        record = read_run(metrics_path.parent)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def read_run(run_dir: Path) -> RunRecord | None:
+    """A RunRecord from run_dir/metrics.json (+ .hydra/config.yaml), or None if it has no test result."""
+    try:
+        metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        log.warning("skipping %s: unreadable metrics.json (%s)", run_dir, error)
+        return None
+    if "test/acc" not in metrics:
+        return None
+    config = _load_config(run_dir)
+    return RunRecord(
+        path=run_dir,
+        task=str(config.get("task", "train" if "train/episodes" in metrics else "eval")),
+        method=str(metrics.get("method") or _method_from_config(config)),
+        dataset=str(metrics.get("dataset") or (config.get("dataset") or {}).get("name", "?")),
+        n_way=int(metrics["test/n_way"]),
+        n_shot=int(metrics["test/n_shot"]),
+        seed=metrics.get("seed", config.get("seed")),
+        acc=float(metrics["test/acc"]),
+        acc_ci95=float(metrics.get("test/acc_ci95", 0.0)),
+        n_episodes=int(metrics.get("test/n_episodes", 0)),
+        episodes_trained=metrics.get("train/episodes", metrics.get("ckpt_episode")),
+        wall_time_s=metrics.get("train/wall_time_s"),
+        device=str(metrics.get("device_name") or metrics.get("device", "?")),
+        source_run=_source_run(metrics.get("ckpt_path")),
+    )
+
+
+def _source_run(ckpt_path: str | None) -> Path | None:
+    """<run>/checkpoints/best.pt -> <run> (resolved, so it compares with other run paths)."""
+    return Path(ckpt_path).expanduser().resolve().parent.parent if ckpt_path else None
+
+
+def _load_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    container = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return container if isinstance(container, dict) else {}
+
+
+def _method_from_config(config: dict[str, Any]) -> str:
+    target = (config.get("method") or {}).get("_target_", "?")
+    return str(target).rsplit(".", 1)[-1]
