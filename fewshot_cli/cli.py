@@ -37,7 +37,10 @@ Everything after the command goes to Hydra: key=value overrides, -m/--multirun f
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def train_command(cfg: DictConfig) -> float:
-    """Entry point of `fewshot train`; returns test accuracy (for sweepers that optimise it)."""
+    """Entry point of `fewshot train`.
+
+    Returns the best validation accuracy: what a sweeper (Optuna) may optimise without seeing test.
+    """
     from fewshot_cli.tasks.train import train
 
     def run(config: DictConfig) -> dict[str, Any]:
@@ -46,7 +49,7 @@ def train_command(cfg: DictConfig) -> float:
             config = merge_resume_config(config, saved, list(HydraConfig.get().overrides.task))
         return train(config)
 
-    return _report_errors(run, cfg)
+    return _report_errors(run, cfg, "val/best_acc")
 
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="eval")
@@ -54,7 +57,7 @@ def eval_command(cfg: DictConfig) -> float:
     """Entry point of `fewshot eval`; returns test accuracy."""
     from fewshot_cli.tasks.evaluate import evaluate
 
-    return _report_errors(evaluate, cfg)
+    return _report_errors(evaluate, cfg, "test/acc")
 
 
 def report_command() -> None:
@@ -75,16 +78,26 @@ COMMANDS: dict[str, Callable[[], Any]] = {
 }
 
 
-def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float:
-    """Run a task; a user error becomes one logged sentence and exit code 2 (NaN in a sweep, so the
-    other jobs of the sweep still run)."""
+def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig, metric: str) -> float:
+    """Run a task and return `metric` from its metrics.
+
+    A user error becomes one logged sentence and exit code 2. In a sweep (-m) no job may take the
+    others down: any failure is logged (with its traceback if it is a bug) and the job returns NaN,
+    which sweepers record as a failed trial.
+    """
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return float(task(cfg)["test/acc"])
+        return float(task(cfg).get(metric, float("nan")))
     except (FewShotError, TrainingInterrupted) as error:
         log.error("%s", error)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun and not isinstance(error, TrainingInterrupted):
             return float("nan")
         sys.exit(130 if isinstance(error, TrainingInterrupted) else 2)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("job failed; the sweep goes on with the other jobs")
+        return float("nan")
 
 
 def main() -> None:

@@ -1,0 +1,67 @@
+"""Sweeps through Hydra's launchers and sweepers, as a user runs them: joblib (local parallel),
+submitit_local (the SLURM launcher's local twin) and an Optuna search returning a float."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def run_fewshot(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "fewshot_cli", *args], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+
+
+def job_metrics(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+
+
+@pytest.mark.parametrize("launcher", ["local_parallel", "submitit_local"])
+def test_launcher_runs_every_job_in_its_own_dir(launcher: str, tiny_train_overrides: list[str],
+                                                tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    extra = ["hydra.launcher.timeout_min=10"] if launcher == "submitit_local" else []
+    result = run_fewshot(["train", "-m", f"hydra/launcher={launcher}", *extra, "seed=0,1",
+                          *tiny_train_overrides, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    metrics = job_metrics(sweep_dir)
+    assert len(metrics) == 2
+    assert sorted(m["seed"] for m in metrics) == [0, 1]
+    assert all(0.0 <= m["test/acc"] <= 100.0 for m in metrics)
+
+
+def test_failing_job_does_not_lose_the_others(tiny_train_overrides: list[str], tmp_path: Path) -> None:
+    """Job 1 asks for more classes than the split has; jobs 0 and 2 still finish and keep results."""
+    sweep_dir = tmp_path / "sweep"
+    overrides = [o for o in tiny_train_overrides if not o.startswith("train_episodes.n_way")]
+    result = run_fewshot(["train", "-m", "train_episodes.n_way=3,5000,4", *overrides,
+                          f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_episodes.n_way=5000 is larger than" in result.stdout
+    assert (sweep_dir / "0" / "metrics.json").is_file()
+    assert not (sweep_dir / "1" / "metrics.json").exists()
+    assert (sweep_dir / "2" / "metrics.json").is_file()
+
+
+def test_optuna_search_returns_validation_accuracy(tiny_train_overrides: list[str],
+                                                   tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "optuna"
+    # train_episodes.n_way is fixed by the tiny overrides, so Optuna searches the learning rate only.
+    result = run_fewshot(["train", "hparams_search=protonet_optuna", "hydra.sweeper.n_trials=3",
+                          *tiny_train_overrides, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    trials = job_metrics(sweep_dir)
+    assert len(trials) == 3
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    # The sweeper received floats: the best value is the best trial's validation accuracy.
+    assert isinstance(best["best_value"], float) and math.isfinite(best["best_value"])
+    assert best["best_value"] == pytest.approx(max(t["val/best_acc"] for t in trials))
+    assert set(best["best_params"]) == {"optimizer.lr"}
