@@ -1,15 +1,17 @@
 """Building objects from config nodes: datasets, methods and episode samplers."""
 
 import logging
+from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.device import DeviceContext
-from fewshot_cli.errors import ConfigError
+from fewshot_cli.errors import ConfigError, FewShotError
 from fewshot_cli.methods.base import FewShotMethod
 
 log = logging.getLogger(__name__)
@@ -19,14 +21,14 @@ def build_dataset(node: DictConfig) -> FewShotDataset:
     """Instantiate a conf/dataset option."""
     if node is None:
         raise ConfigError("no dataset selected; add dataset=<name> (e.g. dataset=omniglot)")
-    return instantiate(node)
+    return _instantiate(node)
 
 
 def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
     """Instantiate a conf/method option (its backbone comes along through `backbone: ${backbone}`)."""
     if node is None:
         raise ConfigError("no method selected; add method=<name> (e.g. method=protonet)")
-    model = instantiate(node)
+    model = _instantiate(node)
     if not isinstance(model, FewShotMethod):
         raise ConfigError(f"method._target_={node._target_} does not build a FewShotMethod")
     model = model.to(ctx.device)
@@ -37,6 +39,17 @@ def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
         # In place (Module.compile), so state_dict keys stay those of the plain backbone.
         backbone.compile()
     return model
+
+
+def _instantiate(node: DictConfig) -> Any:
+    """hydra's instantiate, but a FewShotError raised by a constructor (a bad option value, missing
+    weights) stays that error, so the CLI reports its one sentence instead of Hydra's wrapper."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, FewShotError):
+            raise error.__cause__ from None
+        raise
 
 
 def build_sampler(
