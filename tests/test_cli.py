@@ -1,0 +1,226 @@
+"""The `fewshot` command as a user runs it: subprocesses of `python -m fewshot_cli` and the console
+script, on the synthetic tree (data dir and cache passed through the environment)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from fewshot_cli.cli import main
+
+pytestmark = pytest.mark.slow
+
+FEWSHOT_SCRIPT = Path(sys.executable).with_name("fewshot")
+TINY = [
+    "device=cpu", "dataset.download=false", "trainer.progress_bar=false",
+    "train_episodes.n_way=5", "train_episodes.n_query=5", "eval_episodes.n_query=5",
+    "trainer.val_episodes=5", "eval.n_episodes=10",
+]
+ACC_LINE = re.compile(
+    r"^test/acc (\d+\.\d\d) ± (\d+\.\d\d) \(95% CI, (\d+) episodes, (\d+)-way (\d+)-shot\)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def env(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(FEWSHOT_DATA_DIR=str(synthetic_data_dir),
+                       FEWSHOT_CACHE_DIR=str(synthetic_cache_dir),
+                       OMP_NUM_THREADS="1")  # tiny models: threads only add contention
+    for variable in ("HYDRA_FULL_ERROR", "PYTHONPATH"):
+        environment.pop(variable, None)
+    return environment
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, script: bool = False,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m fewshot_cli ARGS` (or the `fewshot` script) from `cwd`; stdout and stderr merged."""
+    command = [str(FEWSHOT_SCRIPT)] if script else [sys.executable, "-m", "fewshot_cli"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def history(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "train_history.jsonl").read_text().splitlines()
+    return {r["episode"]: r["train/loss"] for r in map(json.loads, lines) if "train/loss" in r}
+
+
+def assert_one_clean_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stdout, result.stdout
+    matching = [line for line in result.stdout.splitlines() if text in line]
+    assert len(matching) == 1, result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    """`python -m fewshot_cli train ...`: 4 episodes, checkpoints every 2 (module-wide run dir)."""
+    work = tmp_path_factory.mktemp("cli")
+    run_dir = work / "train_run"
+    result = run(["train", *TINY, "trainer.max_episodes=4", "trainer.val_every=2",
+                  "trainer.checkpoint_every=2", "trainer.log_every=1", f"hydra.run.dir={run_dir}"],
+                 env, work)
+    assert result.returncode == 0, result.stdout
+    assert "Traceback" not in result.stdout
+    return run_dir
+
+
+def test_train_writes_the_run_directory(trained: Path) -> None:
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "train.log", "checkpoints/last.pt",
+                 "checkpoints/best.pt", "metrics.json", "train_history.jsonl"):
+        assert (trained / name).is_file(), name
+    assert list((trained / "tb").glob("events.out.tfevents.*"))
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"test/acc", "test/acc_ci95", "test/n_episodes", "test/n_way", "test/n_shot",
+            "train/episodes_per_sec"} <= set(metrics)
+    log = (trained / "train.log").read_text()
+    assert "training PrototypicalNetworks on omniglot" in log
+    assert re.search(r"best\.pt \(episode \d\): test/acc \d+\.\d\d ± ", log)
+    assert not (trained.parent / "outputs").exists()  # hydra.run.dir was honoured
+
+
+def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    assert FEWSHOT_SCRIPT.is_file(), "the `fewshot` console script is not installed beside python"
+    out = tmp_path / "eval_run"
+    result = run(["eval", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "eval.n_episodes=20",
+                  "eval_episodes.n_way=4", "device=cpu", f"hydra.run.dir={out}"],
+                 env, tmp_path, script=True)
+    assert result.returncode == 0, result.stdout
+    match = ACC_LINE.search(result.stdout)
+    assert match, result.stdout
+    assert match.groups()[2:] == ("20", "4", "1")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"{metrics['test/acc']:.2f}" == match.group(1)
+    assert f"{metrics['test/acc_ci95']:.2f}" == match.group(2)
+    assert (out / "eval.log").is_file()
+
+
+def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fixed = [o for o in TINY if not o.startswith("train_episodes.n_way=")]  # a later value would win
+    result = run(["train", "-m", *fixed, "seed=0,1", "train_episodes.n_way=3,4", "logger=none",
+                  "trainer.max_episodes=2", "trainer.val_every=2", "eval.n_episodes=5",
+                  f"hydra.sweep.dir={sweep}"], env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    jobs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(jobs) == 4, result.stdout
+    seen = set()
+    for job in jobs:
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        seen.add((config.seed, config.train_episodes.n_way))
+        assert (job / "checkpoints" / "best.pt").is_file()
+        assert (job / "train.log").is_file()
+        assert json.loads((job / "metrics.json").read_text())["train/episodes"] == 2
+    assert seen == {(0, 3), (0, 4), (1, 3), (1, 4)}
+    assert (sweep / "multirun.yaml").is_file()
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_cfg_job_prints_the_composed_config(command: str, env: dict[str, str], tmp_path: Path) -> None:
+    result = run([command, "--cfg", "job", "seed=5"], env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    config = OmegaConf.create(result.stdout)
+    assert config.task == command and config.seed == 5
+    assert "hydra" not in config
+    assert not (tmp_path / "outputs").exists()  # nothing ran
+
+
+def test_info_and_help(env: dict[str, str], tmp_path: Path) -> None:
+    info = run(["train", "--info"], env, tmp_path)
+    assert info.returncode == 0, info.stdout
+    assert "Config search path" in info.stdout
+    assert re.search(r"main\s*\|\s*(file://\S*conf|pkg://fewshot_cli\.conf)", info.stdout)
+    helped = run(["train", "--help"], env, tmp_path)
+    assert helped.returncode == 0, helped.stdout
+    assert "== Configuration groups ==" in helped.stdout
+    assert re.search(r"^method: .*protonet", helped.stdout, re.MULTILINE)
+    assert re.search(r"^experiment: .*protonet_omniglot_5w1s", helped.stdout, re.MULTILINE)
+
+
+def test_usage_without_command_and_with_unknown_command(env: dict[str, str], tmp_path: Path) -> None:
+    bare = run([], env, tmp_path, script=True)
+    assert bare.returncode == 2
+    assert bare.stdout.startswith("usage: fewshot <command>")
+    assert "train" in bare.stdout and "eval" in bare.stdout
+    unknown = run(["frobnicate"], env, tmp_path)
+    assert unknown.returncode == 2
+    assert "unknown command 'frobnicate'; choose one of train, eval" in unknown.stdout
+    assert "Traceback" not in unknown.stdout
+
+
+def test_top_level_help_exits_zero(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(sys, "argv", ["fewshot", "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: fewshot <command>")
+
+
+@pytest.mark.parametrize(("override", "text"), [
+    ("trainer.max_episodez=1", "Could not override 'trainer.max_episodez'"),
+    ("trainer.max_episodes=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+])
+def test_config_error_exits_without_traceback(override: str, text: str, env: dict[str, str],
+                                              tmp_path: Path) -> None:
+    result = run(["train", override], env, tmp_path)
+    assert_one_clean_error(result, text)
+    assert not (tmp_path / "outputs").exists()  # rejected before any run dir was made
+
+
+def test_data_error_exits_with_one_sentence(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(["train", *TINY, f"paths.data_dir={tmp_path / 'nowhere'}",
+                  f"paths.cache_dir={tmp_path / 'empty_cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                 env, tmp_path)
+    assert result.returncode == 2
+    assert_one_clean_error(result, "Omniglot not found under")
+    assert "images_background/<Alphabet>/characterNN/*.png" in result.stdout
+    assert "[ERROR]" in result.stdout
+
+
+def test_missing_checkpoint_error(env: dict[str, str], tmp_path: Path) -> None:
+    result = run(["eval", f"ckpt_path={tmp_path / 'nope.pt'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                 env, tmp_path)
+    assert result.returncode == 2
+    assert_one_clean_error(result, "does not exist")
+
+
+def test_resume_continues_from_the_saved_episode(trained: Path, env: dict[str, str],
+                                                 tmp_path: Path) -> None:
+    """`fewshot train resume_from=.../last.pt trainer.max_episodes=6` without repeating the other
+    overrides (the defaults, 60-way, would not even fit the synthetic split)."""
+    resumed = tmp_path / "resumed"
+    result = run(["train", f"resume_from={trained / 'checkpoints' / 'last.pt'}",
+                  "trainer.max_episodes=6", "device=cpu", f"hydra.run.dir={resumed}"], env, tmp_path,
+                 script=True)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"resumed from .*last\.pt at episode 4", result.stdout)
+    last = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    assert last["episode"] == 6
+    assert last["config"]["train_episodes"]["n_way"] == 5  # from the checkpoint, not the defaults
+    assert last["config"]["trainer"]["max_episodes"] == 6
+    assert sorted(history(resumed)) == [1, 2, 3, 4, 5, 6]
+    assert json.loads((resumed / "metrics.json").read_text())["train/episodes"] == 6
+
+    # The uninterrupted 6-episode run has the same losses after episode 4 (CPU, same RNG streams).
+    straight = tmp_path / "straight"
+    result = run(["train", *TINY, "trainer.max_episodes=6", "trainer.val_every=2",
+                  "trainer.checkpoint_every=2", "trainer.log_every=1", f"hydra.run.dir={straight}"],
+                 env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    expected, got = history(straight), history(resumed)
+    assert {e: got[e] for e in (5, 6)} == {e: expected[e] for e in (5, 6)}
+
+
+def test_resume_refuses_a_method_change(trained: Path, env: dict[str, str], tmp_path: Path) -> None:
+    result = run(["train", f"resume_from={trained / 'checkpoints' / 'last.pt'}", "method=protonet",
+                  f"hydra.run.dir={tmp_path / 'run'}"], env, tmp_path)
+    assert result.returncode == 2
+    assert_one_clean_error(result, "cannot change method= when resuming")
+    assert not (tmp_path / "run" / "checkpoints").exists()
