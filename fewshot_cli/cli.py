@@ -5,6 +5,7 @@ runs; everything after it (overrides, -m, --cfg job, --info, --help) is Hydra's 
 """
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -111,4 +112,23 @@ def main() -> None:
               file=sys.stderr, end="")
         sys.exit(2)
     sys.argv[0] = f"fewshot {command}"
+    sys.argv.extend(_torchrun_overrides(command))
     COMMANDS[command]()
+
+
+def _torchrun_overrides(command: str) -> list[str]:
+    """Under torchrun every rank is its own `fewshot` process: give all ranks one run directory and
+    let only rank 0 write Hydra's .hydra/ folder and log file."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return []
+    extra = []
+    if not any(arg.startswith("hydra.run.dir=") for arg in sys.argv):
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id == "none":
+            print("fewshot: under torchrun, pass hydra.run.dir=<dir> (or use torchrun --standalone or "
+                  "--rdzv-id) so that all processes share one run directory", file=sys.stderr)
+            sys.exit(2)
+        extra.append(f"hydra.run.dir=outputs/{command}/torchrun_{run_id}")
+    if int(os.environ.get("RANK", "0")) > 0:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return extra

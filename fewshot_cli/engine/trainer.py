@@ -1,5 +1,6 @@
 """The episodic training loop: one optimiser step per `tasks_per_step` episodes, for every method."""
 
+import itertools
 import json
 import logging
 import math
@@ -16,9 +17,11 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.checkpoint import rng_state, save_checkpoint
 from fewshot_cli.engine.device import DeviceContext
+from fewshot_cli.engine.distributed import DistributedContext
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.errors import ConfigError, NonFiniteLossError
 from fewshot_cli.methods.base import FewShotMethod
@@ -59,6 +62,7 @@ class Trainer:
         output_dir: run directory; checkpoints go to output_dir/checkpoints.
         config: the run's config as a plain container, stored in every checkpoint.
         writer: a TensorBoard SummaryWriter, or None.
+        distributed: this process's rank under torchrun (default: a single process).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Trainer:
         output_dir: Path,
         config: dict[str, Any],
         writer: Any = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_sampler, self.val_sampler = train_sampler, val_sampler
@@ -81,6 +86,8 @@ class Trainer:
         self.checkpoint_dir = output_dir / "checkpoints"
         self.history_path = output_dir / "train_history.jsonl"
         self.tasks_per_step = _check_counts(settings)
+        self.distributed = distributed or DistributedContext()
+        self.my_tasks = self.distributed.my_tasks(self.tasks_per_step)
         self._interval_loss = torch.zeros((), device=ctx.device)
         self._interval_acc = torch.zeros((), device=ctx.device)
         self._interval_episodes = 0
@@ -97,7 +104,7 @@ class Trainer:
         """Train from `state.step` to trainer.max_episodes; return the final state."""
         tps = self.tasks_per_step
         total_steps = self.settings.max_episodes // tps
-        episodes = self.train_sampler.episodes(state.step * tps, (total_steps - state.step) * tps)
+        episodes = self._episode_stream(state.step, total_steps)
         progress = tqdm(total=self.settings.max_episodes, initial=state.step * tps, unit="ep",
                         desc="train", disable=None if self.settings.progress_bar else True,
                         mininterval=1,
@@ -124,10 +131,35 @@ class Trainer:
                     clock = time.perf_counter()
         return state
 
-    def _train_step(self, episodes: Iterator) -> None:
+    def _episode_stream(self, first_step: int, total_steps: int) -> Iterator[Episode]:
+        """This process's training episodes from `first_step` on, in order.
+
+        Episode `step * tasks_per_step + t` is task t of that step's meta-batch, whatever the number of
+        processes, so a torchrun job trains on exactly the episodes a single process would.
+        """
+        tps = self.tasks_per_step
+        if self.distributed.world_size == 1:  # one stream: indices travel to the device in chunks
+            return self.train_sampler.episodes(first_step * tps, (total_steps - first_step) * tps)
+        start, count = self.my_tasks.start, len(self.my_tasks)
+        return itertools.chain.from_iterable(
+            self.train_sampler.episodes(step * tps + start, count)
+            for step in range(first_step, total_steps))
+
+    def _train_step(self, episodes: Iterator[Episode]) -> None:
         """One optimiser step on the mean loss of `tasks_per_step` episodes."""
+        self.accumulate_gradients(episodes)
+        if self.settings.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.distributed.broadcast_buffers(self.model)
+
+    def accumulate_gradients(self, episodes: Iterator[Episode]) -> None:
+        """Leave in .grad the gradient of the mean loss over one meta-batch (summed over processes)."""
         self.optimizer.zero_grad(set_to_none=True)
-        for _ in range(self.tasks_per_step):
+        for _ in self.my_tasks:
             episode = next(episodes)
             with self.ctx.autocast():
                 output = self.model.loss_and_logits(episode)
@@ -135,12 +167,7 @@ class Trainer:
             self._interval_loss += output.loss.detach().float()
             self._interval_acc += accuracy(output.logits.detach(), episode.query_labels)
             self._interval_episodes += 1
-        if self.settings.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        self.distributed.sum_gradients(self.model.parameters())
 
     def _due(self, episode: int, last_episode: int) -> set[str]:
         """Bookkeeping due after `episode`: any of 'log', 'validate', 'checkpoint'."""
@@ -158,8 +185,11 @@ class Trainer:
         """Log the interval's mean loss/accuracy; stop on a non-finite loss before any checkpoint."""
         if self._interval_episodes == 0:
             return
-        loss = float(self._interval_loss) / self._interval_episodes
-        acc = 100.0 * float(self._interval_acc) / self._interval_episodes
+        totals = self.distributed.sum(torch.stack([
+            self._interval_loss, self._interval_acc,
+            torch.tensor(float(self._interval_episodes), device=self.ctx.device)]))
+        loss = float(totals[0]) / float(totals[2])
+        acc = 100.0 * float(totals[1]) / float(totals[2])
         self._interval_loss.zero_()
         self._interval_acc.zero_()
         self._interval_episodes = 0
@@ -189,7 +219,9 @@ class Trainer:
             self._save(self.best_path, state)
 
     def _record(self, episode: int, scalars: dict[str, float]) -> None:
-        """Append to train_history.jsonl and TensorBoard."""
+        """Append to train_history.jsonl and TensorBoard (rank 0 only)."""
+        if not self.distributed.is_main:
+            return
         with self.history_path.open("a") as handle:
             handle.write(json.dumps({"episode": episode, **scalars}) + "\n")
         if self.writer is not None:
@@ -197,6 +229,8 @@ class Trainer:
                 self.writer.add_scalar(name, value, episode)
 
     def _save(self, path: Path, state: TrainState) -> None:
+        if not self.distributed.is_main:
+            return
         save_checkpoint(path, {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.engine.checkpoint import load_checkpoint, restore_rng_state
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
+from fewshot_cli.engine.distributed import DistributedContext
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_metrics
 from fewshot_cli.engine.trainer import Trainer, TrainState
@@ -31,6 +32,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # model initialisation; episodes have their own generators
     ctx = DeviceContext.from_config(cfg.device)
+    distributed = DistributedContext.from_environment(ctx)  # single process unless torchrun
     dataset = build_dataset(cfg.dataset)
     train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes")
     val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes")
@@ -39,17 +41,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer=optimizer)
-    writer = open_tensorboard(output_dir, cfg.logger.tensorboard)
+    writer = open_tensorboard(output_dir, cfg.logger.tensorboard and distributed.is_main)
     started = time.perf_counter()
     with released_cuda_memory():
         try:
             trainer = Trainer(model, optimizer, scheduler, train_sampler, val_sampler, ctx,
-                              cfg.trainer, output_dir, OmegaConf.to_container(cfg), writer)
+                              cfg.trainer, output_dir, OmegaConf.to_container(cfg), writer,
+                              distributed)
             state = _resume(trainer, cfg.resume_from) if cfg.resume_from else TrainState()
             log.info("training %s on %s (%d train classes) on %s for %d episodes",
                      cfg.method._target_.rsplit(".", 1)[-1], dataset.name, train_sampler.num_classes,
                      ctx.device, cfg.trainer.max_episodes)
             state = trainer.fit(state)
+            if not distributed.is_main:  # rank 0 scores best.pt and writes metrics.json
+                return {}
             metrics = _test_best(cfg, trainer, dataset, ctx, state)
             metrics["train/wall_time_s"] = time.perf_counter() - started
             write_metrics(output_dir, metrics)
@@ -65,7 +70,8 @@ def _resume(trainer: Trainer, path: str) -> TrainState:
     checkpoint = load_checkpoint(path)
     state = trainer.restore(checkpoint)
     restore_rng_state(checkpoint["rng"])
-    _carry_over_run_files(Path(path).expanduser(), trainer, checkpoint["episode"])
+    if trainer.distributed.is_main:
+        _carry_over_run_files(Path(path).expanduser(), trainer, checkpoint["episode"])
     log.info("resumed from %s at episode %d", path, checkpoint["episode"])
     return state
 
