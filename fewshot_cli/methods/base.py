@@ -31,10 +31,14 @@ class FewShotMethod(nn.Module, ABC):
         trainable: False for methods used as-is (CLIP zero-shot); `fewshot train` refuses them.
         needs_grad_at_eval: True for methods that adapt by gradient at test time (MAML), so the
             evaluator keeps autograd on.
+        has_embedding: True for methods that map an image to a vector and compare vectors
+            (ProtoNet, Siamese); they implement `embed` and may refine `pair_distance` and
+            `class_scores`, which `fewshot predict` and the verification metrics use.
     """
 
     trainable: ClassVar[bool] = True
     needs_grad_at_eval: ClassVar[bool] = False
+    has_embedding: ClassVar[bool] = False
 
     @abstractmethod
     def loss_and_logits(self, episode: Episode) -> MethodOutput:
@@ -42,3 +46,28 @@ class FewShotMethod(nn.Module, ABC):
 
     def forward(self, episode: Episode) -> MethodOutput:
         return self.loss_and_logits(episode)
+
+    # Optional embedding API (has_embedding = True): `fewshot predict` and pair verification.
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings of images: [B, C, H, W] -> [B, D]."""
+        raise NotImplementedError(f"{type(self).__name__} has no image embedding")
+
+    def pair_distance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Dissimilarity of paired embeddings, lower = more alike: [P, D] x [P, D] -> [P].
+
+        Default: Euclidean distance.
+        """
+        return (left - right).pow(2).sum(dim=-1).sqrt()
+
+    def class_scores(self, query: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor,
+                     n_way: int) -> torch.Tensor:
+        """Scores (higher = more likely) of query embeddings [Q, D] for the classes of support
+        embeddings [S, D] with labels [S] in 0..n_way-1 -> [Q, n_way].
+
+        Default: nearest neighbour, minus the smallest `pair_distance` to the class's support images.
+        """
+        q, s = query.shape[0], support.shape[0]
+        distances = self.pair_distance(query.repeat_interleave(s, 0), support.repeat(q, 1)).view(q, s)
+        out = torch.full((q, n_way), float("-inf"), dtype=distances.dtype, device=distances.device)
+        return out.scatter_reduce(1, support_labels.expand(q, s), -distances, reduce="amax")

@@ -31,6 +31,8 @@ class PrototypicalNetworks(FewShotMethod):
         temperature: logit scale for cosine similarities (cosines in [-1, 1] are too flat to train).
     """
 
+    has_embedding = True
+
     def __init__(self, backbone: nn.Module, distance: str = "squared_euclidean",
                  temperature: float = 10.0) -> None:
         super().__init__()
@@ -55,3 +57,18 @@ class PrototypicalNetworks(FewShotMethod):
         if self.distance == "cosine":
             return self.temperature * cosine_similarity_matrix(query, prototypes)
         return -squared_euclidean_distance(query, prototypes)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, D] backbone embeddings."""
+        return self.backbone(images).flatten(1)
+
+    def pair_distance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """[P, D] x [P, D] -> [P]: the squared Euclidean distance, or 1 - cosine."""
+        if self.distance == "cosine":
+            return 1.0 - F.cosine_similarity(left, right, dim=-1)
+        return (left - right).pow(2).sum(dim=-1)
+
+    def class_scores(self, query: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor,
+                     n_way: int) -> torch.Tensor:
+        """[Q, D] x [S, D] -> [Q, n_way]: the episode logits against prototypes of the support."""
+        return self.logits(query, class_prototypes(support, support_labels, n_way))

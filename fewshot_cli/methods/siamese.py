@@ -1,0 +1,136 @@
+"""Siamese networks: contrastive (Hadsell, Chopra, LeCun, CVPR 2006) and Koch-style verification
+(Koch, Zemel, Salakhutdinov, ICML Deep Learning Workshop 2015).
+
+One embedding network (the backbone) is applied to both images of a pair. Training pairs are drawn
+from each episode's images, balanced 50/50 same/different, from the method's own generator seeded by
+the episode's classes, so the generic trainer needs no special case. Few-shot classification compares
+each query with every support image and scores a class by its most similar support image (Koch et
+al.'s one-shot rule), so `fewshot eval` scores a Siamese model on the same episodes as every method.
+"""
+
+import torch
+from torch import nn
+
+from fewshot_cli.backbones.probe import output_shape
+from fewshot_cli.data.augment import random_affine
+from fewshot_cli.data.episode import Episode
+from fewshot_cli.data.pairs import balanced_pairs
+from fewshot_cli.data.sampler import episode_seed
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.base import FewShotMethod, MethodOutput
+from fewshot_cli.methods.pair_functional import (
+    class_max,
+    contrastive_loss,
+    euclidean_distance,
+    euclidean_distance_matrix,
+    koch_bce_loss,
+    weighted_l1_logit,
+)
+
+LOSSES = ("contrastive", "bce")
+
+
+class SiameseNetwork(FewShotMethod):
+    """A shared embedding f and a pair loss.
+
+    * `loss="contrastive"`: d = ||f(a) - f(b)||_2, L = (1 - y) d² + y max(0, m - d)² (y = 1 for a pair
+      of two classes); similarity = -d.
+    * `loss="bce"`: logit = Σ_j α_j |f(a)_j - f(b)_j| + β (a learned nn.Linear(D, 1) on the L1
+      difference), p(same) = sigmoid(logit), binary cross-entropy; similarity = logit.
+
+    Shapes: support [n_way * n_shot, C, H, W], query [n_way * n_query, C, H, W] -> logits
+    [n_way * n_query, n_way] = the best similarity of each query to each class's support images.
+
+    Args:
+        backbone: embedding network, images -> [B, D].
+        loss: "contrastive" or "bce".
+        margin: m of the contrastive loss (2.0, as in the AT&T faces tutorial).
+        pairs_per_episode: training pairs drawn from each episode's support + query images.
+        image_channels, image_size: input shape, to size the BCE head by one dummy forward pass.
+        augment: distort training images by random affine maps (Koch et al. §4.2).
+        pair_seed: mixed into each episode's pair generator seed.
+    """
+
+    has_embedding = True
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: str = "contrastive",
+        margin: float = 2.0,
+        pairs_per_episode: int = 64,
+        image_channels: int = 1,
+        image_size: int = 28,
+        augment: bool = False,
+        pair_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"method.loss={loss!r}; use one of {', '.join(LOSSES)}")
+        if margin <= 0:
+            raise ConfigError(f"method.margin={margin} must be positive")
+        if pairs_per_episode < 2:
+            raise ConfigError(f"method.pairs_per_episode={pairs_per_episode} must be at least 2")
+        self.backbone = backbone
+        self.loss = loss
+        self.margin = margin
+        self.pairs_per_episode = pairs_per_episode
+        self.augment = augment
+        self.pair_seed = pair_seed
+        self.head: nn.Linear | None = None
+        if loss == "bce":
+            shape = output_shape(backbone, (image_channels, image_size, image_size))
+            if len(shape) != 1:
+                raise ConfigError(f"method=siamese needs a flattening backbone (got output {tuple(shape)})")
+            self.head = nn.Linear(int(shape[0]), 1)
+
+    def pair_generator(self, episode: Episode) -> torch.Generator:
+        """The episode's own CPU generator, seeded from its dataset-level class ids (no global RNG)."""
+        key = ",".join(str(c) for c in episode.class_ids.tolist())
+        return torch.Generator().manual_seed(episode_seed(self.pair_seed, f"pairs:{key}", 0))
+
+    def loss_and_logits(self, episode: Episode) -> MethodOutput:
+        generator = self.pair_generator(episode)
+        images = torch.cat([episode.support_images, episode.query_images])
+        if self.augment and self.training:
+            images = random_affine(images, generator)
+        embeddings = self.embed(images)
+        n_support = episode.support_images.shape[0]
+        support, query = embeddings[:n_support], embeddings[n_support:]
+        logits = class_max(self.similarity_matrix(query, support), episode.support_labels, episode.n_way)
+        labels = torch.cat([episode.support_labels, episode.query_labels])
+        left, right, different = balanced_pairs(labels, self.pairs_per_episode, generator)
+        loss = self.pair_loss(embeddings[left], embeddings[right], different)
+        return MethodOutput(loss, logits, {})
+
+    def pair_loss(self, left: torch.Tensor, right: torch.Tensor, different: torch.Tensor) -> torch.Tensor:
+        """The configured loss of embedding pairs [P, D] x [P, D] with labels [P] (1 = different)."""
+        if self.head is not None:
+            return koch_bce_loss(self.same_logit(left, right).float(), different)
+        return contrastive_loss(euclidean_distance(left.float(), right.float()), different, self.margin)
+
+    def same_logit(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """BCE head: logit of "same" for broadcastable embeddings [..., D] -> [...]."""
+        assert self.head is not None
+        return weighted_l1_logit(left, right, self.head.weight, self.head.bias)
+
+    def similarity_matrix(self, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """[Q, D] x [S, D] -> [Q, S] similarity (higher = more alike): logit or -distance."""
+        if self.head is not None:
+            return self.same_logit(query[:, None, :], support[None, :, :])
+        return -euclidean_distance_matrix(query, support)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, D]."""
+        return self.backbone(images).flatten(1)
+
+    def pair_distance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """[P, D] x [P, D] -> [P]: Euclidean distance, or 1 - p(same) = sigmoid(-logit) for BCE."""
+        if self.head is not None:
+            return torch.sigmoid(-self.same_logit(left, right))
+        return euclidean_distance(left, right)
+
+    def class_scores(self, query: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor,
+                     n_way: int) -> torch.Tensor:
+        """[Q, D] x [S, D] -> [Q, n_way]: best similarity over each class's support images."""
+        return class_max(self.similarity_matrix(query, support), support_labels, n_way)
