@@ -51,6 +51,8 @@ class EvalSchema:
 
     split: str = "test"
     n_episodes: Optional[int] = None
+    # Val/test episodes draw all classes from one class group (Omniglot: one alphabet).
+    within_group: bool = False
 
 
 @dataclass

@@ -16,12 +16,15 @@ class ImageSplit:
         labels: int64 [N], split-level class index in 0..num_classes-1
         class_names: one readable name per class, indexed by label
         name: e.g. "omniglot/train", used in error messages
+        class_groups: optional int64 [num_classes] group of each class (Omniglot: its alphabet), for
+            episodes whose classes all come from one group (`eval.within_group`)
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     class_names: list[str]
     name: str
+    class_groups: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -32,6 +35,9 @@ class ImageSplit:
                                f"{self.images.shape[0]} images")
         if self.images.shape[0] == 0:
             raise DatasetError(f"{self.name} holds no images")
+        if self.class_groups is not None and self.class_groups.shape != (len(self.class_names),):
+            raise DatasetError(f"{self.name}: {self.class_groups.shape[0]} class groups for "
+                               f"{len(self.class_names)} classes")
 
     @property
     def num_classes(self) -> int:

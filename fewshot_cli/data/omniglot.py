@@ -83,7 +83,11 @@ class Omniglot(FewShotDataset):
             class_names.extend(f"{names[c]}/rot{degrees:03d}" for c in chosen)
             parts.append(torch.rot90(split_images, k=quarter_turns, dims=(-2, -1)))
             labels.append(torch.tensor([position[c] for c in split_chars.tolist()], dtype=torch.long))
-        return ImageSplit(torch.cat(parts), torch.cat(labels), class_names, f"{self.name}/{split}")
+        alphabets = sorted({names[c].split("/")[1] for c in chosen})
+        group = {a: i for i, a in enumerate(alphabets)}  # class group = alphabet (within-alphabet tasks)
+        groups = torch.tensor([group[name.split("/")[1]] for name in class_names], dtype=torch.long)
+        return ImageSplit(torch.cat(parts), torch.cat(labels), class_names, f"{self.name}/{split}",
+                          class_groups=groups)
 
     def _in_split(self, name: str, split: str) -> bool:
         """Whether character '<images_background|evaluation>/<Alphabet>/characterNN' is in `split`."""

@@ -43,6 +43,9 @@ class EpisodeSampler:
         config_key: the config node the shape came from, named in error messages.
         mean, std: per-channel normalisation applied after scaling pixels to [0, 1].
         channels_last: return images in channels-last memory format.
+        within_group: draw all n_way classes of an episode from one class group of the split
+            (Omniglot: one alphabet, Lake et al.'s and Koch et al.'s within-alphabet tasks); the group
+            is drawn uniformly among groups with at least n_way eligible classes.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class EpisodeSampler:
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
         channels_last: bool = False,
+        within_group: bool = False,
     ) -> None:
         self.n_way, self.n_shot, self.n_query = n_way, n_shot, n_query
         self.seed, self.stream = seed, stream
@@ -75,6 +79,7 @@ class EpisodeSampler:
         self._channels_last = channels_last
         self._support_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_shot)
         self._query_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_query)
+        self._groups = _class_groups(split, eligible, n_way, config_key) if within_group else None
 
     def _check_shape(self, split: ImageSplit, key: str) -> None:
         """Reject shapes the split cannot supply, naming the config key and the allowed range."""
@@ -111,7 +116,11 @@ class EpisodeSampler:
             class_pick: int64 [n_way] positions in this sampler's class list
         """
         generator = torch.Generator().manual_seed(episode_seed(self.seed, self.stream, index))
-        class_pick = torch.randperm(self.num_classes, generator=generator)[: self.n_way]
+        if self._groups is None:
+            class_pick = torch.randperm(self.num_classes, generator=generator)[: self.n_way]
+        else:
+            members = self._groups[int(torch.randint(len(self._groups), (1,), generator=generator))]
+            class_pick = members[torch.randperm(len(members), generator=generator)[: self.n_way]]
         counts = self._counts[class_pick]
         table = self._class_table[class_pick]
         # Random keys per slot; padding slots get keys above 1 so they sort last and are never picked.
@@ -172,6 +181,21 @@ def _class_index_table(labels: torch.Tensor, classes: torch.Tensor, width: int) 
         begin, n = int(starts[cls]), int(counts[cls])
         table[row, :n] = order[begin : begin + n]
     return table
+
+
+def _class_groups(split: ImageSplit, eligible: torch.Tensor, n_way: int,
+                  key: str) -> list[torch.Tensor]:
+    """Positions (in the sampler's eligible-class list) of each group with >= n_way eligible classes."""
+    if split.class_groups is None:
+        raise ConfigError(f"eval.within_group=true, but {split.name} has no class groups (only "
+                          f"Omniglot's alphabets so far); set eval.within_group=false")
+    groups = split.class_groups[eligible]
+    members = [torch.nonzero(groups == g).flatten() for g in torch.unique(groups).tolist()]
+    members = [m for m in members if len(m) >= n_way]
+    if not members:
+        raise ConfigError(f"{key}.n_way={n_way}: no class group of {split.name} has that many "
+                          f"classes; lower n_way or set eval.within_group=false")
+    return members
 
 
 def _normalisation(

@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     shape = run_cfg.eval_episodes
     with released_cuda_memory():
         sampler = build_sampler(dataset, run_cfg.eval.split, shape, run_cfg.eval_seed, ctx,
-                                "eval_episodes")
+                                "eval_episodes", within_group=run_cfg.eval.within_group)
         estimate = evaluate_episodes(model, sampler, run_cfg.eval.n_episodes, ctx,
                                      description=run_cfg.eval.split)
     print(estimate.describe(shape.n_way, shape.n_shot, prefix=f"{run_cfg.eval.split}/acc"), flush=True)

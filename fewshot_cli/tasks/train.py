@@ -35,7 +35,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     distributed = DistributedContext.from_environment(ctx)  # single process unless torchrun
     dataset = build_dataset(cfg.dataset)
     train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes")
-    val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes")
+    val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes",
+                                within_group=cfg.eval.within_group)
     model = build_method(cfg.method, ctx)
     if not model.trainable:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
@@ -95,7 +96,7 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
     best = load_checkpoint(trainer.best_path)
     trainer.model.load_state_dict(best["model"])
     sampler = build_sampler(dataset, cfg.eval.split, cfg.eval_episodes, cfg.eval_seed, ctx,
-                            "eval_episodes")
+                            "eval_episodes", within_group=cfg.eval.within_group)
     estimate = evaluate_episodes(trainer.model, sampler, cfg.eval.n_episodes, ctx,
                                  progress_bar=cfg.trainer.progress_bar)
     log.info("best.pt (episode %d): %s", best["episode"],
