@@ -19,6 +19,7 @@ from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_
 from fewshot_cli.engine.trainer import Trainer, TrainState
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
+from fewshot_cli.tasks.pair_report import pair_report
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if not distributed.is_main:  # rank 0 scores best.pt and writes metrics.json
                 return {}
             metrics = _test_best(cfg, trainer, dataset, ctx, state)
+            # Loss curve for every method; verification metrics and figures for embedding methods.
+            metrics.update(pair_report(cfg, trainer.model, dataset, ctx, output_dir, writer,
+                                       trainer.best_path))
             metrics["train/wall_time_s"] = time.perf_counter() - started
             write_metrics(output_dir, metrics)
             log_hparams(writer, _flat_hparams(cfg), {"hparam/test_acc": metrics["test/acc"]})
