@@ -86,7 +86,10 @@ def evaluate_full(
             "test/top1": result.top1,
             "test/top5": result.top5,
             "test/mean_per_class_acc": result.mean_per_class,
-            "test/per_class_acc": dict(zip(split.class_names, result.per_class.tolist(), strict=True)),
+            "test/per_class_acc": {  # None for a class without images (NaN is not JSON)
+                name: None if math.isnan(acc) else acc
+                for name, acc in zip(split.class_names, result.per_class.tolist(), strict=True)
+            },
             "test/n_images": result.n_images,
             "test/n_classes": split.num_classes,
             # Results tables read every run as N-way K-shot: a whole split is K-way 0-shot.
