@@ -40,3 +40,11 @@ def cosine_similarity_matrix(queries: torch.Tensor, centres: torch.Tensor) -> to
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of rows whose argmax equals the label, as a 0-d tensor (no host sync)."""
     return (logits.argmax(dim=-1) == labels).float().mean()
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """Upcast half-precision (AMP) tensors to float32 for losses and softmaxes; keep float32/float64.
+
+    `.float()` would also downcast float64, which the double-precision gradient checks rely on.
+    """
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
