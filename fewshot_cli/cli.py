@@ -30,6 +30,8 @@ commands:
   train   train a few-shot method        e.g. fewshot train method=protonet dataset=omniglot
   eval    score a checkpoint on test episodes   e.g. fewshot eval ckpt_path=outputs/.../best.pt
   report  gather runs into one results table    e.g. fewshot report outputs/multirun
+  predict classify your images with a checkpoint  e.g. fewshot predict ckpt_path=.../best.pt
+          support_dir=DIR query=PATH   (or pair=[a.png,b.png]: distance and same/different)
 
 Everything after the command goes to Hydra: key=value overrides, -m/--multirun for sweeps,
 --cfg job to print the composed config, --info, and `fewshot <command> --help` for the config groups.
@@ -61,6 +63,14 @@ def eval_command(cfg: DictConfig) -> float:
     return _report_errors(evaluate, cfg, "test/acc")
 
 
+@hydra.main(version_base="1.3", config_path=config_path(), config_name="predict")
+def predict_command(cfg: DictConfig) -> float:
+    """Entry point of `fewshot predict` (classify images against a support folder, compare pairs)."""
+    from fewshot_cli.tasks.predict import predict
+
+    return _report_errors(predict, cfg, "none")
+
+
 def report_command() -> None:
     """Entry point of `fewshot report DIR`: plain argparse, no Hydra run directory."""
     from fewshot_cli.tasks.report import main as report_main
@@ -76,6 +86,7 @@ COMMANDS: dict[str, Callable[[], Any]] = {
     "train": train_command,
     "eval": eval_command,
     "report": report_command,
+    "predict": predict_command,
 }
 
 

@@ -1,7 +1,12 @@
 """What every dataset option in conf/dataset/ provides to the tasks."""
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from fewshot_cli.data.image_io import load_image
 from fewshot_cli.data.image_split import ImageSplit
 
 SPLITS = ("train", "val", "test")
@@ -37,3 +42,15 @@ class FewShotDataset(ABC):
     @abstractmethod
     def load_split(self, split: str) -> ImageSplit:
         """Return the images of `split` (one of SPLITS)."""
+
+    def decode_files(self, paths: list[Path]) -> torch.Tensor:
+        """Decode image files as this dataset decodes its own (`fewshot predict`): uint8 [B, C, S, S].
+
+        Default: grayscale (1 channel) or RGB, resized to `image_size` x `image_size` when the
+        dataset has one. Datasets that transform pixels further (Omniglot inverts) override this.
+        """
+        size = getattr(self, "image_size", None)
+        mode = "L" if self.channels == 1 else "RGB"
+        arrays = [load_image(path, (size, size) if size else None, mode) for path in paths]
+        stacked = np.stack([a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in arrays])
+        return torch.from_numpy(stacked)

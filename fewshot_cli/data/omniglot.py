@@ -89,6 +89,10 @@ class Omniglot(FewShotDataset):
         return ImageSplit(torch.cat(parts), torch.cat(labels), class_names, f"{self.name}/{split}",
                           class_groups=groups)
 
+    def decode_files(self, paths: list[Path]) -> torch.Tensor:
+        """uint8 [B, 1, S, S] like the training tensors: resized and inverted (strokes bright)."""
+        return 255 - super().decode_files(paths)
+
     def _in_split(self, name: str, split: str) -> bool:
         """Whether character '<images_background|evaluation>/<Alphabet>/characterNN' is in `split`."""
         part, alphabet, character = name.split("/")
