@@ -1,0 +1,117 @@
+"""AT&T faces loader: generated PGM trees (layout, splits, natural order, cache, errors) and the real
+dataset at ../shared/data/att_faces when present."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fewshot_cli.data.att_faces import ATTFaces, natural_key
+from fewshot_cli.errors import ConfigError, DatasetError
+
+FACE_W, FACE_H = 23, 28  # the real faces are 92x112 (W x H); a quarter of that
+
+
+def write_faces(data_dir: Path, people: int = 11, images: int = 6, seed: int = 0) -> Path:
+    """Write data_dir/att_faces/s1..sN/1..M.pgm: each person a fixed random face plus noise."""
+    rng = np.random.default_rng(seed)
+    for person in range(1, people + 1):
+        face = rng.integers(0, 256, size=(FACE_H, FACE_W))
+        folder = data_dir / "att_faces" / f"s{person}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(1, images + 1):
+            pixels = np.clip(face + rng.normal(0, 12, face.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(folder / f"{number}.pgm")
+    return data_dir
+
+
+@pytest.fixture
+def faces_dir(tmp_path: Path) -> Path:
+    return write_faces(tmp_path / "data")
+
+
+def test_natural_order() -> None:
+    assert sorted(["s10", "s2", "s1"], key=natural_key) == ["s1", "s2", "s10"]
+
+
+def test_generated_pgm_tree_splits_whole_people(faces_dir: Path, tmp_path: Path) -> None:
+    data = ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=3, val_people=2, image_size=20)
+    train, val, test = (data.load_split(s) for s in ("train", "val", "test"))
+    assert train.class_names == [f"s{i}" for i in range(1, 7)]
+    assert val.class_names == ["s7", "s8"]
+    assert test.class_names == ["s9", "s10", "s11"]  # natural order: s10 and s11 come last
+    assert train.images.shape == (36, 1, 20, 20) and train.images.dtype == torch.uint8
+    assert torch.equal(train.class_counts(), torch.full((6,), 6))
+    assert set(train.class_names).isdisjoint(test.class_names)
+
+
+def test_tutorial_split_validates_on_the_test_people(faces_dir: Path, tmp_path: Path) -> None:
+    data = ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=3, val_people=0, image_size=20)
+    assert data.load_split("val").class_names == data.load_split("test").class_names == ["s9", "s10", "s11"]
+    assert data.load_split("train").num_classes == 8
+
+
+def test_images_keep_their_pixels_and_the_cache_is_per_folder(faces_dir: Path, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    data = ATTFaces(str(faces_dir), cache, heldout=2, val_people=0, image_size=FACE_H)
+    original = np.asarray(Image.open(faces_dir / "att_faces" / "s1" / "1.pgm").resize(
+        (FACE_H, FACE_H), Image.Resampling.LANCZOS))
+    assert np.array_equal(data.load_split("train").images[0, 0].numpy(), original)
+    other = write_faces(tmp_path / "other", people=4, images=3, seed=5)
+    # Same cache dir and size, another folder: must not reuse the first tree's tensor.
+    assert ATTFaces(str(other), cache, heldout=1, val_people=0, image_size=FACE_H).load_split(
+        "train").images.shape[0] == 9
+
+
+def test_decode_files_matches_the_training_tensors(faces_dir: Path, tmp_path: Path) -> None:
+    data = ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=2, val_people=0, image_size=16)
+    decoded = data.decode_files([faces_dir / "att_faces" / "s1" / "1.pgm"])
+    assert decoded.shape == (1, 1, 16, 16)
+    assert torch.equal(decoded[0], data.load_split("train").images[0])
+
+
+def test_missing_folder_names_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"s1/1\.pgm"):
+        ATTFaces(str(tmp_path), str(tmp_path / "cache")).load_split("train")
+
+
+def test_person_without_images(faces_dir: Path, tmp_path: Path) -> None:
+    (faces_dir / "att_faces" / "s99").mkdir()
+    with pytest.raises(DatasetError, match="s99 holds no images"):
+        ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=1, val_people=0).load_split("train")
+
+
+def test_unreadable_image_is_named(faces_dir: Path, tmp_path: Path) -> None:
+    (faces_dir / "att_faces" / "s2" / "3.pgm").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match=r"3\.pgm"):
+        ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=1, val_people=0).load_split("train")
+
+
+def test_too_many_held_out_people(faces_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="leaves no training people"):
+        ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=6, val_people=5).load_split("train")
+    with pytest.raises(ConfigError, match="heldout"):
+        ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=0)
+
+
+def _real_faces() -> Path | None:
+    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
+        if (candidate / "att_faces" / "s40" / "10.pgm").is_file():
+            return candidate
+    return None
+
+
+@pytest.mark.realdata
+def test_real_att_faces(tmp_path: Path) -> None:
+    root = _real_faces()
+    if root is None:
+        pytest.skip("AT&T faces not found under ../shared/data/att_faces")
+    data = ATTFaces(str(root), str(tmp_path / "cache"), heldout=3, val_people=0, image_size=100)
+    train, test = data.load_split("train"), data.load_split("test")
+    assert train.images.shape == (370, 1, 100, 100)
+    assert test.class_names == ["s38", "s39", "s40"]
+    assert torch.equal(test.class_counts(), torch.full((3,), 10))
+    split_30_5_5 = ATTFaces(str(root), str(tmp_path / "cache"), heldout=5, val_people=5)
+    assert [split_30_5_5.load_split(s).num_classes for s in ("train", "val", "test")] == [30, 5, 5]
