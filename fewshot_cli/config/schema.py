@@ -42,6 +42,7 @@ class TrainerSchema:
     log_every: int = 100
     checkpoint_every: int = 1000
     grad_clip: Optional[float] = None
+    max_minutes: Optional[float] = None
     progress_bar: bool = True
 
 

@@ -110,6 +110,7 @@ class Trainer:
                         mininterval=1,
                         dynamic_ncols=True)
         self.model.train()
+        deadline = _deadline(self.settings.get("max_minutes"))
         with progress, _deferred_interrupts() as interrupted:
             clock = time.perf_counter()
             for _ in range(state.step, total_steps):
@@ -117,7 +118,8 @@ class Trainer:
                 state.step += 1
                 progress.update(tps)
                 episode = state.step * tps
-                due = self._due(episode, total_steps * tps)
+                out_of_time = self._agree(time.perf_counter() > deadline)
+                due = self._due(episode, episode if out_of_time else total_steps * tps)
                 if due or interrupted():
                     self.ctx.synchronize()
                     state.train_seconds += time.perf_counter() - clock
@@ -129,7 +131,17 @@ class Trainer:
                     if interrupted():
                         raise TrainingInterrupted(episode, self.last_path)
                     clock = time.perf_counter()
+                if out_of_time:
+                    log.info("trainer.max_minutes=%s reached after %d episodes; stopping here",
+                             self.settings.max_minutes, episode)
+                    break
         return state
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every process if it is true on any (ranks must stop on the same step)."""
+        if self.distributed.world_size == 1 or math.isinf(self.settings.get("max_minutes") or math.inf):
+            return flag
+        return bool(self.distributed.sum(torch.tensor(float(flag), device=self.ctx.device)) > 0)
 
     def _episode_stream(self, first_step: int, total_steps: int) -> Iterator[Episode]:
         """This process's training episodes from `first_step` on, in order.
@@ -249,6 +261,11 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         return TrainState(**checkpoint["state"])
+
+
+def _deadline(max_minutes: float | None) -> float:
+    """perf_counter() value after which training stops early (inf when there is no time limit)."""
+    return math.inf if max_minutes is None else time.perf_counter() + 60.0 * max_minutes
 
 
 def _check_counts(settings: DictConfig) -> int:
