@@ -205,3 +205,14 @@ def test_maml_learns_a_synthetic_task(first_order: bool) -> None:
     losses = train_episodes(model, samplers.train, n_episodes=24, lr=3e-3, tasks_per_step=2)
     assert mean(losses[-6:]) < mean(losses[:6])
     assert held_out_accuracy(model, samplers.test, 10) > 0.4  # chance: 0.2
+
+
+def test_zero_head_first_step_is_a_prototype_classifier() -> None:
+    """From W = 0 one step gives row k = (α / n_way)(μ_k - μ): class means minus the support mean."""
+    model = tiny_maml(head="zero", inner_steps=1, inner_lr=0.3)
+    episode = tiny_episode(n_way=3, n_shot=4)
+    fast = model.adapt(episode.support_images, episode.support_labels, 3)
+    features = model.backbone(episode.support_images).detach()
+    class_means = features.view(3, 4, -1).mean(dim=1)
+    expected = 0.3 / 3 * (class_means - features.mean(dim=0))
+    torch.testing.assert_close(fast["head.weight"].detach(), expected)

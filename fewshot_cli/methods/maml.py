@@ -40,8 +40,8 @@ class MAML(FewShotMethod):
     initial W, b as the paper does (so the episode way must equal `n_way`); `head="zero"` starts every
     task from W = 0, b = 0 and learns only the backbone's initialisation (the "zeroing trick" of Kao et
     al., ICLR 2022): any way at test time, and predictions do not depend on which class got which
-    label. With a zero head the first inner step sets W's rows to α times the class-mean feature
-    (minus the overall mean): a prototype classifier.
+    label. With a zero head the first inner step sets row k of W to (α / n_way) (μ_k - μ), μ_k the
+    class-k mean feature and μ the support mean: a prototype classifier.
 
     BatchNorm: as in Finn et al.'s code, normalisation always uses the statistics of the current batch,
     at training and at test: the support batch while adapting, the query batch when predicting
