@@ -13,8 +13,12 @@ from fewshot_cli.data.episode import Episode
 from fewshot_cli.methods.base import FewShotMethod
 from fewshot_cli.methods.protonet import PrototypicalNetworks
 
-TRAIN_GROUPS = ("dataset", "backbone", "method", "episodes", "optimizer", "scheduler", "device",
-                "logger", "paths", "hydra", "experiment")
+# The groups the foundation issue asks for; any group added later is picked up from conf/ as well.
+REQUIRED_GROUPS = ("dataset", "backbone", "method", "episodes", "optimizer", "scheduler", "device",
+                   "logger", "paths", "hydra", "experiment")
+TRAIN_GROUPS = tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and any(p.glob("*.yaml"))))
+# Groups whose options need an optional Hydra plugin (module to import first).
+PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}
 EVAL_GROUPS = ("dataset", "backbone", "method", "device", "logger", "paths", "hydra")
 
 
@@ -26,9 +30,8 @@ def group_options(groups: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(group, option) for group in groups for option in options(group)]
 
 
-def test_every_group_directory_is_covered() -> None:
-    on_disk = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and any(p.glob("*.yaml"))}
-    assert on_disk == set(TRAIN_GROUPS)
+def test_required_groups_exist() -> None:
+    assert set(REQUIRED_GROUPS) <= set(TRAIN_GROUPS)
     assert options("experiment"), "no experiment presets found"
     assert len(group_options(TRAIN_GROUPS)) >= 20
 
@@ -42,10 +45,12 @@ def resolved(cfg) -> dict:
 
 @pytest.mark.parametrize(("group", "option"), group_options(TRAIN_GROUPS))
 def test_train_option_composes_and_resolves(group: str, option: str) -> None:
+    if group in PLUGIN_GROUPS:
+        pytest.importorskip(PLUGIN_GROUPS[group])
     cfg = compose_config("train", [f"{group}={option}"], None)
     container = resolved(cfg)
     assert container["task"] == "train"
-    if group not in ("hydra", "experiment", "episodes"):
+    if group in REQUIRED_GROUPS and group not in ("hydra", "experiment", "episodes"):
         assert container[group] is not None
     for key in ("n_way", "n_shot", "n_query"):
         assert isinstance(container["train_episodes"][key], int)
