@@ -108,7 +108,7 @@ def pair_report(cfg: DictConfig, model: FewShotMethod, dataset: FewShotDataset, 
              "threshold %.4g", metrics["test/n_pairs"], cfg.eval.split, metrics["test/roc_auc"],
              100 * rates.eer, metrics["test/pair_acc"], threshold)
     _store_threshold(best_path, verification)
-    grid = _grid_order(test["different"])
+    grid = _grid_order(test["different"], test_split.labels[test["left"].cpu()])
     figure = dissimilarity_grid(test_split.images[test["left"][grid].cpu()],
                                 test_split.images[test["right"][grid].cpu()],
                                 test["distance"][grid], test["different"][grid].cpu(), threshold)
@@ -119,11 +119,19 @@ def pair_report(cfg: DictConfig, model: FewShotMethod, dataset: FewShotDataset, 
     return metrics
 
 
-def _grid_order(different: torch.Tensor) -> torch.Tensor:
-    """The first GRID_PAIRS // 2 same and GRID_PAIRS // 2 different pairs, alternating."""
-    same = torch.nonzero(different.cpu() < 0.5).flatten()[: GRID_PAIRS // 2]
-    diff = torch.nonzero(different.cpu() > 0.5).flatten()[: GRID_PAIRS // 2]
-    return torch.stack([same, diff], dim=1).flatten()
+def _grid_order(different: torch.Tensor, left_labels: torch.Tensor) -> torch.Tensor:
+    """GRID_PAIRS // 2 same and GRID_PAIRS // 2 different pairs, alternating, each pair's first image
+    from another class where possible (so the grid shows several people or characters)."""
+    different, left_labels = different.cpu(), left_labels.cpu()
+    picks = []
+    for want_different in (False, True):
+        rows = torch.nonzero((different > 0.5) == want_different).flatten().tolist()
+        seen: set[int] = set()
+        chosen = [r for r in rows if int(left_labels[r]) not in seen and not seen.add(int(left_labels[r]))]
+        chosen += [r for r in rows if r not in chosen]
+        picks.append(torch.tensor(chosen[: GRID_PAIRS // 2], dtype=torch.long))
+    n = min(len(picks[0]), len(picks[1]))
+    return torch.stack([picks[0][:n], picks[1][:n]], dim=1).flatten()
 
 
 def _store_threshold(best_path: Path, verification: dict[str, Any]) -> None:
