@@ -22,7 +22,10 @@ saved_tensors_hooks), the activation memory that grows with MAML's inner steps a
     python benchmarks/method_throughput.py --synthetic      # random images, no dataset needed
     python benchmarks/method_throughput.py --device cuda --episodes 200
 
-Prints one Markdown table; rates are medians of --repeats timed runs after a warm-up.
+Prints one Markdown table; rates are medians of --repeats timed runs after a warm-up. On a shared
+CPU, wall-clock rates fall with other processes' load, so the table also gives episodes per CPU-second
+of this process (time.process_time), which load barely changes; compare methods on that column when
+the machine is busy, and run with --threads 1 for the cleanest figure.
 """
 
 import argparse
@@ -79,6 +82,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--test-episodes", type=int, default=10, help="timed test episodes per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--synthetic", action="store_true", help="random images instead of Omniglot")
     parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_DATA_DIR", "data"))
     parser.add_argument("--cache-dir", default=os.environ.get("FEWSHOT_CACHE_DIR", "~/.cache/fewshot_cli"))
@@ -108,14 +112,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rate(step: Callable[[], None], n: int, device: torch.device) -> float:
-    """Calls of step() per second over n calls."""
+def rate(step: Callable[[], None], n: int, device: torch.device) -> tuple[float, float]:
+    """Calls of step() per wall-clock second and per CPU-second of this process, over n calls."""
     synchronize(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         step()
     synchronize(device)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
+
+
+def median_rates(step: Callable[[], None], n: int, repeats: int,
+                 device: torch.device) -> tuple[float, float]:
+    runs = [rate(step, n, device) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def peak_rss_mib() -> float:
@@ -149,6 +159,8 @@ def graph_mib(model: FewShotMethod, sampler: EpisodeSampler) -> float:
 def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     """Train and test throughput and peak training memory of one method, in this process."""
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     split = load_split(args)
     sampler = EpisodeSampler(split, *SHAPE, seed=0, stream="train", device=device)
     torch.manual_seed(0)
@@ -172,7 +184,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(3):  # warm-up: allocator, cuDNN autotuning, lazy initialisation
         train_step()
-    train = [rate(train_step, args.episodes, device) for _ in range(args.repeats)]
+    train, train_cpu = median_rates(train_step, args.episodes, args.repeats, device)
     if device.type == "cuda":
         memory = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -180,8 +192,8 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     graph = graph_mib(model, sampler)
     model.eval()
     test_step()
-    test = [rate(test_step, args.test_episodes, device) for _ in range(args.repeats)]
-    return {"train": statistics.median(train), "test": statistics.median(test), "memory_mib": memory,
+    test, test_cpu = median_rates(test_step, args.test_episodes, args.repeats, device)
+    return {"train": train, "train_cpu": train_cpu, "test": test, "test_cpu": test_cpu, "memory_mib": memory,
             "graph_mib": graph, "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -189,7 +201,8 @@ def run_worker(method: str, args: argparse.Namespace) -> dict[str, float]:
     """Measure `method` in a fresh interpreter, so its memory peak is its own."""
     command = [sys.executable, __file__, "--worker", method, "--device", args.device,
                "--episodes", str(args.episodes), "--test-episodes", str(args.test_episodes),
-               "--repeats", str(args.repeats), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir]
+               "--repeats", str(args.repeats), "--threads", str(args.threads), "--data-dir", args.data_dir,
+               "--cache-dir", args.cache_dir]
     if args.synthetic:
         command.append("--synthetic")
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
@@ -206,20 +219,24 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     device = resolve_device(args.device)
+    threads = args.threads or torch.get_num_threads()
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{threads} torch threads{load}")
     memory_kind = ("peak torch.cuda.max_memory_allocated" if device.type == "cuda"
                    else "peak RSS growth during training")
     data = "synthetic images" if args.synthetic else "Omniglot train split"
     print(f"# device={device} ({hardware}), torch {torch.__version__}; {SHAPE[0]}w{SHAPE[1]}s{SHAPE[2]}q "
           f"episodes from the {data}, 28x28; {args.episodes} train / {args.test_episodes} test "
           f"episodes x {args.repeats} repeats (median); memory = {memory_kind}")
-    print("| method | parameters | train episodes/s | test episodes/s | peak memory (MiB) "
-          "| graph held for backward (MiB) |")
-    print("|---|---|---|---|---|---|")
+    print("| method | parameters | train episodes/s | train episodes/CPU-s | test episodes/s "
+          "| test episodes/CPU-s | peak memory (MiB) | graph held for backward (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for method in methods:
         row = run_worker(method, args)
-        print(f"| {METHODS[method][0]} | {int(row['parameters']):,} | {row['train']:.1f} | {row['test']:.1f} "
+        print(f"| {METHODS[method][0]} | {int(row['parameters']):,} | {row['train']:.1f} "
+              f"| {row['train_cpu']:.1f} | {row['test']:.1f} | {row['test_cpu']:.1f} "
               f"| {row['memory_mib']:.0f} | {row['graph_mib']:.1f} |", flush=True)
 
 
