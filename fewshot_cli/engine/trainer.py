@@ -23,7 +23,7 @@ from fewshot_cli.engine.checkpoint import rng_state, save_checkpoint
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.engine.distributed import DistributedContext
 from fewshot_cli.engine.evaluator import evaluate_episodes
-from fewshot_cli.errors import ConfigError, NonFiniteLossError
+from fewshot_cli.errors import ConfigError, FewShotError, NonFiniteLossError
 from fewshot_cli.methods.base import FewShotMethod
 from fewshot_cli.methods.functional import accuracy
 
@@ -173,9 +173,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for _ in self.my_tasks:
             episode = next(episodes)
-            with self.ctx.autocast():
-                output = self.model.loss_and_logits(episode)
-            self.scaler.scale(output.loss / self.tasks_per_step).backward()
+            try:
+                with self.ctx.autocast():
+                    output = self.model.loss_and_logits(episode)
+                self.scaler.scale(output.loss / self.tasks_per_step).backward()
+            except torch.cuda.OutOfMemoryError as error:
+                # The meta-gradient's memory peak is here, in backward: say which knobs lower it.
+                hint = getattr(self.model, "memory_hint", "use smaller episodes (n_way, n_shot, n_query)")
+                raise FewShotError(f"CUDA ran out of memory in a training step "
+                                   f"(trainer.tasks_per_step={self.tasks_per_step}); {hint}") from error
             self._interval_loss += output.loss.detach().float()
             self._interval_acc += accuracy(output.logits.detach(), episode.query_labels)
             self._interval_episodes += 1

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,8 @@ class MAML(FewShotMethod):
         first_order: FOMAML: drop the second-order terms of the meta-gradient.
         head: "zero" (re-zeroed per task; the default, works at any way) or "learned" (the paper).
     """
+
+    memory_hint: ClassVar[str] = OOM_HINT  # the trainer quotes it on CUDA OOM in backward
 
     needs_grad_at_eval = True
 

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.sampler import EpisodeSampler
@@ -21,6 +21,10 @@ def build_dataset(node: DictConfig) -> FewShotDataset:
     """Instantiate a conf/dataset option."""
     if node is None:
         raise ConfigError("no dataset selected; add dataset=<name> (e.g. dataset=omniglot)")
+    if OmegaConf.is_missing(node, "_target_"):
+        # Presets for datasets without a loader yet (miniImageNet) compose but cannot run.
+        raise ConfigError(f"dataset {node.get('name', '?')!r} has no loader in this version of "
+                          f"fewshot-cli; choose one of the conf/dataset options (dataset=<name>)")
     return _instantiate(node)
 
 
