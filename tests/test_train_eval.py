@@ -12,6 +12,7 @@ import torch
 from conftest import compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fewshot_cli.config.resume import merge_resume_config
 from fewshot_cli.engine.checkpoint import load_checkpoint, save_checkpoint
 from fewshot_cli.engine.trainer import TrainingInterrupted
 from fewshot_cli.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -267,3 +268,38 @@ def test_meta_batch_training(tmp_path: Path, tiny_train_overrides: list[str]) ->
     assert metrics["train/episodes"] == 4
     assert sorted(losses(tmp_path)) == [2, 4]
     assert all(math.isfinite(v) for v in losses(tmp_path).values())
+
+
+def test_resume_config_keeps_the_checkpoint_and_applies_plain_overrides(trained_run: dict,
+                                                                        tmp_path: Path,
+                                                                        data_overrides: list[str]) -> None:
+    last = trained_run["dir"] / "checkpoints" / "last.pt"
+    saved = load_checkpoint(last)["config"]
+    current = compose_config("train", [*data_overrides, f"resume_from={last}", "trainer.max_episodes=9"],
+                             tmp_path)  # defaults: 60-way, progress bar on
+    merged = merge_resume_config(current, saved, [f"resume_from={last}", "trainer.max_episodes=9"])
+    assert merged.train_episodes.n_way == 5 and merged.trainer.progress_bar is False  # checkpoint's
+    assert merged.trainer.max_episodes == 9  # the command's
+    assert merged.paths.output_dir == str(tmp_path) and merged.resume_from == str(last)
+    with pytest.raises(ConfigError, match=r"cannot change method= when resuming"):
+        merge_resume_config(current, saved, ["method=protonet"])
+
+
+def test_resume_from_a_checkpoint_older_than_the_code(trained_run: dict, tmp_path: Path,
+                                                      data_overrides: list[str]) -> None:
+    """A last.pt written before a config key existed still resumes: the key comes from this
+    version's defaults (here trainer.grad_clip and the whole eval node are dropped from the file)."""
+    last = trained_run["dir"] / "checkpoints" / "last.pt"
+    saved = load_checkpoint(last)["config"]
+    del saved["trainer"]["grad_clip"]
+    del saved["eval"]
+    saved["method"].pop("temperature")  # group nodes stay the checkpoint's own, key for key
+    current = compose_config("train", [*data_overrides, f"resume_from={last}", "trainer.max_episodes=6"],
+                             tmp_path)
+    merged = merge_resume_config(current, saved, [f"resume_from={last}", "trainer.max_episodes=6"])
+    assert merged.trainer.grad_clip is None
+    assert merged.eval.n_episodes == 1000  # this version's default, ${dataset.test_episodes}
+    assert "temperature" not in merged.method
+    merged.eval.n_episodes = 5
+    metrics = train(merged)
+    assert metrics["train/episodes"] == 6

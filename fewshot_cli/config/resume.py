@@ -25,7 +25,15 @@ def merge_resume_config(current: DictConfig, saved: dict[str, Any], overrides: l
         saved: the checkpoint's config (unresolved container).
         overrides: this command's task overrides as Hydra received them (`key=value` strings).
     """
-    merged = OmegaConf.create(saved)
+    # The checkpoint's values win; keys it predates (added to the schema since it was written) come
+    # from this command's config, so an older last.pt still resumes. Group nodes are the
+    # checkpoint's own, key for key: filling them from the current (possibly other) option would
+    # mix two options' keys.
+    defaults = OmegaConf.to_container(current)
+    for group in GROUPS_FIXED_BY_CHECKPOINT:
+        if group in saved:
+            defaults.pop(group, None)
+    merged = OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(saved))
     for key in ALWAYS_FROM_COMMAND:
         merged[key] = current[key]
     for override in overrides:
