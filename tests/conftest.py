@@ -159,8 +159,7 @@ def compose_eval(tmp_path: Path) -> Callable[..., DictConfig]:
 
 def find_real_data_dir() -> Path | None:
     """FEWSHOT_DATA_DIR, else ../shared/data beside the repository, when it holds Omniglot."""
-    candidates = [os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data",
-                  "/work/shared/data"]
+    candidates = [os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "omniglot" / "omniglot-py" / "images_background").is_dir():
             return Path(candidate).resolve()
