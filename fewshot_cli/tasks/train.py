@@ -31,6 +31,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # The config this run trains with: after `resume_from` it is the checkpoint's, which
+    # .hydra/config.yaml (the composed command line) does not show.
+    OmegaConf.save(cfg, output_dir / "run_config.yaml")
     torch.manual_seed(cfg.seed)  # model initialisation; episodes have their own generators
     ctx = DeviceContext.from_config(cfg.device)
     distributed = DistributedContext.from_environment(ctx)  # single process unless torchrun
