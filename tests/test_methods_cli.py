@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
 from fewshot_cli.config.locate import source_config_dir
+from fewshot_cli.errors import ConfigError
+from fewshot_cli.tasks.build import build_dataset
 
 REAL_DATA = Path(os.environ.get("FEWSHOT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 HAS_OMNIGLOT = (REAL_DATA / "omniglot" / "omniglot-py" / "images_background").is_dir()
@@ -144,12 +146,18 @@ def test_matchingnet_omniglot_presets_train_with_the_test_shape(shape: str) -> N
 @pytest.mark.parametrize("method", ["matchingnet", "relationnet", "maml"])
 @pytest.mark.parametrize(("dataset", "side"), [("cifar_fs", 32), ("mini_imagenet", 84)])
 @pytest.mark.parametrize("shot", [1, 5])
-def test_presets_for_datasets_without_a_loader_compose_and_size_the_method(
+def test_cifar_fs_and_mini_imagenet_presets_compose_and_size_the_method(
         method: str, dataset: str, side: int, shot: int) -> None:
     cfg = compose_train([f"experiment={method}_{dataset}_5w{shot}s"])
-    # No loader exists yet: the dataset node declares the image shape and leaves _target_ missing,
-    # so a run stops at the dataset instead of silently training on Omniglot.
-    assert OmegaConf.is_missing(cfg.dataset, "_target_")
+    if dataset == "cifar_fs":  # conf/dataset/cifar_fs: the real CIFAR-FS loader
+        assert cfg.dataset._target_ == "fewshot_cli.data.cifar.CIFARFS"
+    else:
+        # No miniImageNet loader yet: the node declares the image shape and leaves _target_ missing,
+        # so a run stops at the dataset (one sentence, see build_dataset) instead of training on
+        # something else.
+        assert OmegaConf.is_missing(cfg.dataset, "_target_")
+        with pytest.raises(ConfigError, match="'mini_imagenet' has no loader"):
+            build_dataset(cfg.dataset)
     assert (cfg.dataset.name, cfg.dataset.image_size, cfg.dataset.channels) == (dataset, side, 3)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (5, shot)
     assert cfg.eval.n_episodes == 600
