@@ -131,6 +131,18 @@ def test_eval_config_takes_the_rest_from_the_checkpoint(trained_run: dict, tmp_p
     assert merged.paths.output_dir == str(tmp_path)
 
 
+def test_eval_adds_keys_to_the_checkpoints_dataset(trained_run: dict, tmp_path: Path,
+                                                   eval_overrides: list[str]) -> None:
+    """`+dataset.download=false` changes one key of the checkpoint's dataset, keeping the rest."""
+    saved = load_checkpoint(trained_run["dir"] / "checkpoints" / "best.pt")["config"]
+    cfg = compose_config("eval", [*eval_overrides, "ckpt_path=x.pt", "+dataset.image_size=32"],
+                         tmp_path)
+    merged = merge_with_checkpoint(cfg, saved)
+    assert merged.dataset._target_ == saved["dataset"]["_target_"]
+    assert merged.dataset.image_size == 32
+    assert merged.dataset.split_scheme == saved["dataset"]["split_scheme"]
+
+
 def test_eval_needs_a_checkpoint_or_a_method(tmp_path: Path, data_overrides: list[str]) -> None:
     with pytest.raises(ConfigError, match=r"ckpt_path="):
         evaluate(compose_config("eval", [*data_overrides, "dataset=omniglot"], tmp_path))

@@ -81,6 +81,9 @@ def merge_with_checkpoint(cfg: DictConfig, saved: dict[str, Any] | None) -> Dict
         for key in ("method", "backbone", "dataset"):
             if merged[key] is None:
                 merged[key] = saved.get(key)
+            elif "_target_" not in merged[key] and saved.get(key):
+                # `+dataset.download=false` and the like: a few keys over the checkpoint's node.
+                merged[key] = OmegaConf.merge(saved[key], merged[key])
         _fill_nulls(merged.eval_episodes, saved.get("eval_episodes", {}))
     if merged.dataset is None:
         raise ConfigError("no dataset: add dataset=<name> (e.g. dataset=omniglot)")
