@@ -157,13 +157,17 @@ def compose_eval(tmp_path: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
-def find_real_data_dir() -> Path | None:
-    """FEWSHOT_DATA_DIR, else ../shared/data beside the repository, when it holds Omniglot."""
-    candidates = [os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "omniglot" / "omniglot-py" / "images_background").is_dir():
+def find_shared_data(marker: str) -> Path | None:
+    """The data dir (FEWSHOT_DATA_DIR, else ../shared/data beside the repository) holding `marker`."""
+    for candidate in (os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / marker).exists():
             return Path(candidate).resolve()
     return None
+
+
+def find_real_data_dir() -> Path | None:
+    """The data dir when it holds real Omniglot."""
+    return find_shared_data("omniglot/omniglot-py/images_background")
 
 
 @pytest.fixture(scope="session")

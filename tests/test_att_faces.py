@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import find_shared_data
 from PIL import Image
 
 from fewshot_cli.data.att_faces import ATTFaces, natural_key
@@ -97,10 +98,7 @@ def test_too_many_held_out_people(faces_dir: Path, tmp_path: Path) -> None:
 
 
 def _real_faces() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "att_faces" / "s40" / "10.pgm").is_file():
-            return candidate
-    return None
+    return find_shared_data("att_faces/s40/10.pgm")
 
 
 @pytest.mark.realdata

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import find_shared_data
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -23,12 +24,8 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def find_real_mnist() -> Path | None:
-    """A data dir whose mnist/MNIST/raw holds the four idx files (FEWSHOT_DATA_DIR or ../shared/data)."""
-    for candidate in (os.environ.get("FEWSHOT_DATA_DIR"), REPO_ROOT.parent / "shared" / "data",
-                      "/work/shared/data"):
-        if candidate and (Path(candidate) / "mnist" / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
-            return Path(candidate)
-    return None
+    """A data dir whose mnist/MNIST/raw holds the idx files (FEWSHOT_DATA_DIR or ../shared/data)."""
+    return find_shared_data("mnist/MNIST/raw/t10k-images-idx3-ubyte")
 
 
 @pytest.fixture(scope="module")
