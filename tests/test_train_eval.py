@@ -131,6 +131,16 @@ def test_eval_config_takes_the_rest_from_the_checkpoint(trained_run: dict, tmp_p
     assert merged.paths.output_dir == str(tmp_path)
 
 
+def test_untrained_eval_needs_a_backbone(tmp_path: Path, data_overrides: list[str]) -> None:
+    cfg = compose_config("eval", [*data_overrides, "method=protonet", "dataset=omniglot"], tmp_path)
+    with pytest.raises(ConfigError, match="needs a backbone: add backbone=<name>"):
+        merge_with_checkpoint(cfg, None)
+    cfg = compose_config("eval", [*data_overrides, "method=protonet", "dataset=omniglot",
+                                  "backbone=conv4", "eval_episodes.n_query=5", "eval.n_episodes=3"],
+                         tmp_path)
+    assert evaluate(cfg)["test/n_episodes"] == 3  # an untrained Conv4, scored like any checkpoint
+
+
 def test_eval_adds_keys_to_the_checkpoints_dataset(trained_run: dict, tmp_path: Path,
                                                    eval_overrides: list[str]) -> None:
     """`+dataset.download=false` changes one key of the checkpoint's dataset, keeping the rest."""

@@ -77,6 +77,10 @@ def merge_with_checkpoint(cfg: DictConfig, saved: dict[str, Any] | None) -> Dict
         if cfg.method is None:
             raise ConfigError("give ckpt_path=<.../best.pt>, or method=<name> for an untrained method")
         _fill_nulls(merged.eval_episodes, {"n_way": 5, "n_shot": 1, "n_query": 15})
+        method_node = OmegaConf.to_container(merged.method, resolve=False)
+        if merged.backbone is None and method_node.get("backbone") == "${backbone}":
+            raise ConfigError("without ckpt_path this method needs a backbone: add backbone=<name> "
+                              "(e.g. backbone=conv4) to score an untrained network")
     else:
         for key in ("method", "backbone", "dataset"):
             if merged[key] is None:
