@@ -1,7 +1,6 @@
 """MNIST: class splits, polarity, cross-domain evaluation; real files when present, else idx files
 written in the real format."""
 
-import os
 import struct
 from pathlib import Path
 
@@ -34,12 +33,6 @@ def real_mnist_dir() -> Path:
     if found is None:
         pytest.skip("real MNIST not found (FEWSHOT_DATA_DIR or ../shared/data/mnist/MNIST/raw)")
     return found
-
-
-@pytest.fixture(scope="module")
-def real_mnist_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from_env = os.environ.get("FEWSHOT_CACHE_DIR")
-    return Path(from_env).expanduser() if from_env else tmp_path_factory.mktemp("mnist_cache")
 
 
 def write_idx_mnist(data_dir: Path, train_per_digit: int = 6, test_per_digit: int = 3) -> Path:
@@ -133,12 +126,12 @@ def test_eval_of_an_untrained_protonet_on_ten_way_mnist(idx_mnist_dir: Path, tmp
 
 
 @pytest.mark.realdata
-def test_real_mnist_splits(real_mnist_dir: Path, real_mnist_cache: Path) -> None:
-    disjoint = MNIST(str(real_mnist_dir), str(real_mnist_cache), download=False)
+def test_real_mnist_splits(real_mnist_dir: Path, real_cache_dir: Path) -> None:
+    disjoint = MNIST(str(real_mnist_dir), str(real_cache_dir), download=False)
     counts = {s: disjoint.load_split(s).class_counts().tolist() for s in ("train", "val", "test")}
     pooled = [a + b for a, b in zip(MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS, strict=True)]
     assert counts == {"train": pooled[:5], "val": pooled[5:7], "test": pooled[7:]}
-    every = MNIST(str(real_mnist_dir), str(real_mnist_cache), classes_split="all", download=False)
+    every = MNIST(str(real_mnist_dir), str(real_cache_dir), classes_split="all", download=False)
     test = every.load_split("test")
     assert test.images.shape == (10000, 1, 28, 28)
     assert test.class_counts().tolist() == MNIST_TEST_COUNTS
@@ -147,9 +140,9 @@ def test_real_mnist_splits(real_mnist_dir: Path, real_mnist_cache: Path) -> None
 
 
 @pytest.mark.realdata
-def test_real_mnist_has_omniglot_polarity(real_mnist_dir: Path, real_mnist_cache: Path) -> None:
+def test_real_mnist_has_omniglot_polarity(real_mnist_dir: Path, real_cache_dir: Path) -> None:
     """Bright strokes on a zero background, like our inverted Omniglot tensors."""
-    images = MNIST(str(real_mnist_dir), str(real_mnist_cache), classes_split="all",
+    images = MNIST(str(real_mnist_dir), str(real_cache_dir), classes_split="all",
                    download=False).load_split("test").images
     border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], -1)
     assert float(border.float().mean()) < 1.0  # background is black
@@ -159,7 +152,7 @@ def test_real_mnist_has_omniglot_polarity(real_mnist_dir: Path, real_mnist_cache
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_omniglot_checkpoint_scored_on_mnist_ten_way(real_mnist_dir: Path, real_mnist_cache: Path,
+def test_omniglot_checkpoint_scored_on_mnist_ten_way(real_mnist_dir: Path, real_cache_dir: Path,
                                                      tmp_path: Path) -> None:
     """Cross-domain: a (briefly) Omniglot-trained ProtoNet evaluated on all ten MNIST digits."""
     if not (real_mnist_dir / "omniglot" / "omniglot-py" / "images_background").is_dir():
@@ -167,7 +160,7 @@ def test_omniglot_checkpoint_scored_on_mnist_ten_way(real_mnist_dir: Path, real_
     from fewshot_cli.tasks.evaluate import evaluate
     from fewshot_cli.tasks.train import train
 
-    common = [f"paths.data_dir={real_mnist_dir}", f"paths.cache_dir={real_mnist_cache}", "device=cpu",
+    common = [f"paths.data_dir={real_mnist_dir}", f"paths.cache_dir={real_cache_dir}", "device=cpu",
               "logger=none", "dataset.download=false"]
     train(_compose("train", [
         *common, f"paths.output_dir={tmp_path / 'train'}", "trainer.progress_bar=false",
