@@ -112,6 +112,9 @@ def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
         return float("nan")
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
 def main() -> None:
     """Console-script entry point: `fewshot <train|eval> [overrides]`."""
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help", "help"):
@@ -123,8 +126,16 @@ def main() -> None:
               file=sys.stderr, end="")
         sys.exit(2)
     sys.argv[0] = f"fewshot {command}"
+    sys.argv[1:] = multirun_flag_first(sys.argv[1:])
     sys.argv.extend(_torchrun_overrides(command))
     COMMANDS[command]()
+
+
+def multirun_flag_first(args: list[str]) -> list[str]:
+    """Move -m/--multirun before the overrides: Hydra's argparse rejects overrides on both sides of
+    it (`fewshot train method=maml -m seed=0,1` would fail with "unrecognized arguments")."""
+    flags = [arg for arg in args if arg in MULTIRUN_FLAGS]
+    return flags + [arg for arg in args if arg not in MULTIRUN_FLAGS]
 
 
 def _torchrun_overrides(command: str) -> list[str]:

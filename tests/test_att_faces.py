@@ -97,6 +97,23 @@ def test_too_many_held_out_people(faces_dir: Path, tmp_path: Path) -> None:
         ATTFaces(str(faces_dir), str(tmp_path / "cache"), heldout=0)
 
 
+def test_folds_hold_out_disjoint_people_and_cover_everyone(faces_dir: Path, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    tests = []
+    for fold in range(4):  # 11 people in blocks of 3: folds 0..3 (the last block holds 2 people)
+        data = ATTFaces(str(faces_dir), cache, heldout=3, val_people=2, image_size=16, fold=fold)
+        train, val, test = (set(data.load_split(s).class_names) for s in ("train", "val", "test"))
+        assert len(train) + len(val) + len(test) == 11 and not (train & val or train & test or val & test)
+        tests.append(test)
+    assert tests[0] == {"s9", "s10", "s11"} and tests[1] == {"s6", "s7", "s8"}
+    assert set().union(*tests) == {f"s{i}" for i in range(1, 12)}
+    assert tests[3] == {"s1", "s2", "s11"}  # the last fold wraps around: s11 is tested twice
+    with pytest.raises(ConfigError, match=r"folds 0\.\.3"):
+        ATTFaces(str(faces_dir), cache, heldout=3, val_people=2, fold=4).load_split("test")
+    with pytest.raises(ConfigError, match="fold"):
+        ATTFaces(str(faces_dir), cache, fold=-1)
+
+
 def _real_faces() -> Path | None:
     return find_shared_data("att_faces/s40/10.pgm")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fewshot_cli.cli import main
+from fewshot_cli.cli import main, multirun_flag_first
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,8 @@ def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, 
 def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     fixed = [o for o in TINY if not o.startswith("train_episodes.n_way=")]  # a later value would win
-    result = run(["train", "-m", *fixed, "seed=0,1", "train_episodes.n_way=3,4", "logger=none",
+    # -m after some overrides, as users type it: Hydra alone would reject the overrides after it.
+    result = run(["train", *fixed, "-m", "seed=0,1", "train_episodes.n_way=3,4", "logger=none",
                   "trainer.max_episodes=2", "trainer.val_every=2", "eval.n_episodes=5",
                   f"hydra.sweep.dir={sweep}"], env, tmp_path)
     assert result.returncode == 0, result.stdout
@@ -119,6 +120,12 @@ def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path:
         assert json.loads((job / "metrics.json").read_text())["train/episodes"] == 2
     assert seen == {(0, 3), (0, 4), (1, 3), (1, 4)}
     assert (sweep / "multirun.yaml").is_file()
+
+
+def test_multirun_flag_moves_before_the_overrides() -> None:
+    assert multirun_flag_first(["a=1", "-m", "b=2,3"]) == ["-m", "a=1", "b=2,3"]
+    assert multirun_flag_first(["--multirun", "a=1"]) == ["--multirun", "a=1"]
+    assert multirun_flag_first(["a=1", "--cfg", "job"]) == ["a=1", "--cfg", "job"]
 
 
 @pytest.mark.parametrize("command", ["train", "eval"])

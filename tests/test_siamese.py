@@ -170,6 +170,17 @@ def test_siamese_class_scores_match_episode_logits() -> None:
     assert ((distance >= 0) & (distance <= 1)).all()  # 1 - p(same)
 
 
+def test_normalized_embeddings_have_unit_length_and_bounded_distances() -> None:
+    torch.manual_seed(0)
+    model = SiameseNetwork(Conv4(), loss="contrastive", normalize=True, margin=1.0).eval()
+    episode = _episode()
+    with torch.no_grad():
+        embeddings = model.embed(episode.query_images)
+        logits = model.loss_and_logits(episode).logits
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(len(embeddings)), atol=1e-5)
+    assert ((logits >= -2.0 - 1e-5) & (logits <= 0.0)).all()  # -distance between unit vectors
+
+
 def test_siamese_rejects_bad_options() -> None:
     with pytest.raises(ConfigError, match=r"method\.loss"):
         SiameseNetwork(Conv4(), loss="triplet")

@@ -34,7 +34,10 @@ class ATTFaces(FewShotDataset):
     """AT&T faces with whole people held out.
 
     People are sorted naturally (s1, s2, ..., s40); the last `heldout` people are the test split, the
-    `val_people` before them the validation split, and everyone else the training split. With
+    `val_people` before them the validation split, and everyone else the training split. `fold` k
+    rotates that order by k * heldout people, so folds 0 .. ceil(40 / heldout) - 1 test on disjoint
+    groups of people (k-fold cross-validation over people: with only a handful of test people the
+    accuracy depends more on who they are than on the episodes, so report the mean over folds). With
     `val_people=0` there is no separate validation split and validation episodes come from the test
     people (the classic tutorial: 37 training people, 3 held out, nothing else). Images are read as
     grayscale, resized with Lanczos filtering to `image_size` x `image_size` (the tutorial's 100x100),
@@ -47,6 +50,7 @@ class ATTFaces(FewShotDataset):
         heldout: number of test people (3: the tutorial split; 5 or 10 allow 5-way test episodes).
         val_people: number of validation people (0: validate on the test people).
         image_size: side of the square images.
+        fold: which block of `heldout` people is the test split (0: the last ones).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class ATTFaces(FewShotDataset):
         heldout: int = 5,
         val_people: int = 5,
         image_size: int = 100,
+        fold: int = 0,
         name: str = "att_faces",
         channels: int = 1,
         test_episodes: int = 600,
@@ -70,11 +75,14 @@ class ATTFaces(FewShotDataset):
             raise ConfigError(f"dataset.val_people={val_people} must be 0 or more")
         if image_size < 1:
             raise ConfigError(f"dataset.image_size={image_size} must be at least 1")
+        if fold < 0:
+            raise ConfigError(f"dataset.fold={fold} must be 0 or more")
         self.root = Path(root).expanduser() / folder
         self.cache_dir = cache_dir
         self.heldout = heldout
         self.val_people = val_people
         self.image_size = image_size
+        self.fold = fold
 
     def load_split(self, split: str) -> ImageSplit:
         """Images of the people of `split` ("train", "val" or "test")."""
@@ -91,18 +99,25 @@ class ATTFaces(FewShotDataset):
                           f"{self.name}/{split}")
 
     def people_of(self, split: str, n_people: int) -> list[int]:
-        """Indices (in natural order) of the people of `split` among `n_people`."""
+        """Indices (into the natural order) of the people of `split` among `n_people`."""
         n_train = n_people - self.heldout - self.val_people
         if n_train < 1:
             raise ConfigError(
                 f"dataset.heldout={self.heldout} + dataset.val_people={self.val_people} leaves no "
                 f"training people out of the {n_people} under {self.root}"
             )
-        test = list(range(n_people - self.heldout, n_people))
+        n_folds = -(-n_people // self.heldout)
+        if self.fold >= n_folds:
+            raise ConfigError(f"dataset.fold={self.fold}: {n_people} people in blocks of "
+                              f"dataset.heldout={self.heldout} give folds 0..{n_folds - 1}")
+        # Rotate right by fold * heldout: fold 0 keeps the natural order (test = the last people).
+        shift = self.fold * self.heldout
+        order = [(i - shift) % n_people for i in range(n_people)]
+        test = order[n_train + self.val_people:]
         if split == "train":
-            return list(range(n_train))
+            return order[:n_train]
         if split == "val":
-            return list(range(n_train, n_train + self.val_people)) if self.val_people else test
+            return order[n_train:n_train + self.val_people] if self.val_people else test
         return test
 
     def _faces(self) -> dict:

@@ -63,6 +63,7 @@ class SiameseNetwork(FewShotMethod):
         image_size: int = 28,
         augment: bool = False,
         pair_seed: int = 0,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -77,6 +78,7 @@ class SiameseNetwork(FewShotMethod):
         self.pairs_per_episode = pairs_per_episode
         self.augment = augment
         self.pair_seed = pair_seed
+        self.normalize = normalize
         self.head: nn.Linear | None = None
         if loss == "bce":
             shape = output_shape(backbone, (image_channels, image_size, image_size))
@@ -121,8 +123,9 @@ class SiameseNetwork(FewShotMethod):
         return -euclidean_distance_matrix(query, support)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] -> [B, D]."""
-        return self.backbone(images).flatten(1)
+        """[B, C, H, W] -> [B, D] (unit length when `normalize`)."""
+        embeddings = self.backbone(images).flatten(1)
+        return nn.functional.normalize(embeddings, dim=1) if self.normalize else embeddings
 
     def pair_distance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """[P, D] x [P, D] -> [P]: Euclidean distance, or 1 - p(same) = sigmoid(-logit) for BCE."""
