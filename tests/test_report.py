@@ -15,7 +15,8 @@ from fewshot_cli.tasks.report import report
 
 
 def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n_shot: int = 1,
-              ckpt_path: str | None = None, val_curve: list[float] | None = None) -> None:
+              ckpt_path: str | None = None, val_curve: list[float] | None = None,
+              extra: dict | None = None) -> None:
     """A run directory as `fewshot train`/`fewshot eval` leave it (the parts report reads)."""
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(
@@ -29,6 +30,7 @@ def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n
         metrics.update({"train/episodes": 3000, "train/wall_time_s": 120.0})
     else:
         metrics.update({"ckpt_path": ckpt_path, "ckpt_episode": 3000})
+    metrics.update(extra or {})
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     if val_curve:
         from torch.utils.tensorboard import SummaryWriter
@@ -63,6 +65,21 @@ def test_rows_aggregate_seeds_and_compare_with_paper(outputs: Path) -> None:
     assert five.difference == pytest.approx(five.acc - 98.8)
     twenty = rows[(20, 1)]
     assert twenty.acc == 95.0 and twenty.paper == 96.0 and twenty.seed_ci95 is None
+
+
+def test_cross_domain_and_within_alphabet_tests_get_their_own_rows(tmp_path: Path) -> None:
+    koch = {"method": "SiameseNetwork", "test/within_group": True}
+    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, extra=koch)
+    best = str(tmp_path / "koch" / "checkpoints" / "best.pt")
+    write_run(tmp_path / "on_mnist", "eval", 60.0, seed=0, n_way=10, ckpt_path=best,
+              extra={"method": "SiameseNetwork", "dataset": "mnist", "train_dataset": "omniglot",
+                     "test/within_group": False})
+    write_run(tmp_path / "plain", "train", 90.0, seed=0, n_way=20, extra={"method": "SiameseNetwork"})
+    rows = {(r.dataset, r.n_way): r for r in aggregate(find_runs(tmp_path))}
+    assert set(rows) == {("omniglot (within alphabet)", 20), ("omniglot→mnist", 10), ("omniglot", 20)}
+    assert rows[("omniglot (within alphabet)", 20)].paper == 92.0
+    assert rows[("omniglot→mnist", 10)].paper == 70.3
+    assert rows[("omniglot", 20)].paper is None  # Koch's number is for within-alphabet tasks only
 
 
 def test_report_writes_markdown_csv_and_curves(outputs: Path, tmp_path: Path) -> None:

@@ -52,7 +52,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "test/n_shot": shape.n_shot,
         "test/n_query": shape.n_query,
         "test/split": run_cfg.eval.split,
+        "test/within_group": bool(run_cfg.eval.within_group),
         "dataset": dataset.name,
+        # Differs from "dataset" for a cross-domain test (e.g. an Omniglot model scored on MNIST).
+        "train_dataset": checkpoint["config"]["dataset"]["name"] if checkpoint else None,
         "method": run_cfg.method._target_.rsplit(".", 1)[-1],
         # The seed that trained the checkpoint: what a report groups seeds by.
         "seed": checkpoint["config"].get("seed") if checkpoint else run_cfg.seed,

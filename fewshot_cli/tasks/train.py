@@ -117,6 +117,7 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
         "test/n_shot": sampler.n_shot,
         "test/n_query": sampler.n_query,
         "test/split": cfg.eval.split,
+        "test/within_group": bool(cfg.eval.within_group),
         "val/best_acc": state.best_val_acc,
         "val/best_acc_ci95": state.best_val_ci95,
         "val/best_episode": state.best_episode,
