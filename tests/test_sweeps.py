@@ -65,3 +65,35 @@ def test_optuna_search_returns_validation_accuracy(tiny_train_overrides: list[st
     assert isinstance(best["best_value"], float) and math.isfinite(best["best_value"])
     assert best["best_value"] == pytest.approx(max(t["val/best_acc"] for t in trials))
     assert set(best["best_params"]) == {"optimizer.lr"}
+
+
+def test_reproduce_omniglot_sweep_covers_every_episodic_omniglot_preset() -> None:
+    """The sweep config's glob picks the 16 episodic-method presets (not Siamese) x 3 seeds."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    params = OmegaConf.load(conf / "sweep" / "reproduce_omniglot.yaml").hydra.sweeper.params
+    glob = OverridesParser.create().parse_override(f"experiment={params.experiment}").value()
+    presets = glob.filter(sorted(p.stem for p in (conf / "experiment").glob("*.yaml")))
+    methods = ("protonet", "matchingnet", "relationnet", "maml")
+    assert sorted(presets) == sorted(f"{m}_omniglot_{s}" for m in methods
+                                     for s in ("5w1s", "5w5s", "20w1s", "20w5s"))
+    assert str(params.seed) == "0,1,2"
+
+
+def test_reproduce_omniglot_sweep_runs_and_reports(tiny_train_overrides: list[str], tmp_path: Path) -> None:
+    """The one-command reproduction, narrowed on the command line to two tiny ProtoNet jobs."""
+    sweep_dir = tmp_path / "repro"
+    result = run_fewshot(["train", "sweep=reproduce_omniglot", "experiment=glob(protonet_omniglot_5w*)",
+                          "seed=0", *tiny_train_overrides, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    experiments = sorted(o for p in sweep_dir.iterdir() if p.is_dir()
+                         for o in yaml.safe_load((p / ".hydra" / "overrides.yaml").read_text())
+                         if o.startswith("experiment="))
+    assert experiments == ["experiment=protonet_omniglot_5w1s", "experiment=protonet_omniglot_5w5s"]
+    report = run_fewshot(["report", str(sweep_dir)], tmp_path)
+    assert report.returncode == 0, report.stdout[-3000:]
+    table = (sweep_dir / "report.md").read_text()
+    # The tiny overrides test both models 5-way 1-shot: one row, two runs of seed 0.
+    assert "| PrototypicalNetworks | omniglot | 5-way 1-shot | 2 (0) |" in table

@@ -19,6 +19,7 @@ class ResultRow:
     dataset: str
     n_way: int
     n_shot: int
+    n_runs: int                 # runs averaged (several per seed when e.g. folds or presets differ)
     seeds: tuple[str, ...]
     acc: float                  # mean over runs of the per-run mean accuracy
     episode_ci95: float         # mean over runs of the per-run 95% CI across test episodes
@@ -56,6 +57,7 @@ def _row(key: tuple[str, str, int, int], runs: list[RunRecord]) -> ResultRow:
     seed_ci = 1.96 * statistics.stdev(accs) / math.sqrt(len(accs)) if len(accs) > 1 else None
     return ResultRow(
         method=key[0], dataset=key[1], n_way=key[2], n_shot=key[3],
+        n_runs=len(runs),
         seeds=tuple(sorted({str(r.seed) for r in runs})),
         acc=statistics.fmean(accs),
         episode_ci95=statistics.fmean(r.acc_ci95 for r in runs),
@@ -78,7 +80,7 @@ def _cells(row: ResultRow) -> tuple[str, ...]:
         return "" if value is None else f"{value:{spec}}{suffix}"
 
     return (row.method, row.dataset, f"{row.n_way}-way {row.n_shot}-shot",
-            f"{len(row.seeds)} ({', '.join(row.seeds)})", f"{row.acc:.2f} ± {row.episode_ci95:.2f}",
+            f"{row.n_runs} ({', '.join(row.seeds)})", f"{row.acc:.2f} ± {row.episode_ci95:.2f}",
             fmt(row.seed_ci95, ".2f"), str(row.n_episodes), fmt(row.episodes_trained, ".0f"),
             fmt(None if row.wall_time_s is None else row.wall_time_s / 60, ".1f", " min"),
             fmt(row.paper, ".1f"), fmt(row.difference, "+.2f"), row.device)
@@ -97,7 +99,7 @@ def to_csv(rows: list[ResultRow]) -> str:
                      "seed_ci95", "n_episodes", "episodes_trained", "wall_time_s", "paper",
                      "difference", "device"])
     for r in rows:
-        writer.writerow([r.method, r.dataset, r.n_way, r.n_shot, len(r.seeds), " ".join(r.seeds),
+        writer.writerow([r.method, r.dataset, r.n_way, r.n_shot, r.n_runs, " ".join(r.seeds),
                          f"{r.acc:.4f}", f"{r.episode_ci95:.4f}",
                          "" if r.seed_ci95 is None else f"{r.seed_ci95:.4f}", r.n_episodes,
                          "" if r.episodes_trained is None else f"{r.episodes_trained:.0f}",
