@@ -49,6 +49,9 @@ class SiameseNetwork(FewShotMethod):
         image_channels, image_size: input shape, to size the BCE head by one dummy forward pass.
         augment: distort training images by random affine maps (Koch et al. §4.2).
         pair_seed: mixed into each episode's pair generator seed.
+        normalize: L2-normalise embeddings (distances then lie in [0, 2], so a margin near 1 is
+            meaningful; raw Conv-4 embeddings start tens apart, far beyond margin 2.0, and the
+            contrastive loss first spends its steps shrinking them).
     """
 
     has_embedding = True
