@@ -197,6 +197,23 @@ def test_koch_net_shapes() -> None:
     assert net(torch.rand(2, 1, 105, 105)).shape == (2, 4096)
     with pytest.raises(ConfigError, match="at least 48x48"):
         KochNet(image_size=28)
+    with pytest.raises(ConfigError, match=r"backbone\.init"):
+        KochNet(init="xavier")
+
+
+def test_koch_paper_init_saturates_the_sigmoid_layer_and_the_default_does_not() -> None:
+    """Why backbone.init defaults to pytorch: the paper's init drives most sigmoid units flat."""
+    strokes = (torch.rand(4, 1, 105, 105, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+
+    def saturated_fraction(init: str) -> float:
+        torch.manual_seed(0)
+        net = KochNet(init=init)
+        with torch.no_grad():
+            pre_sigmoid = net.embedding[1](net.features(strokes).flatten(1))
+        return (pre_sigmoid.abs() > 6).float().mean().item()
+
+    assert saturated_fraction("paper") > 0.3
+    assert saturated_fraction("pytorch") < 0.01
 
 
 def test_random_affine_is_batched_deterministic_and_identity_when_off() -> None:
