@@ -88,6 +88,12 @@ class SiameseNetwork(FewShotMethod):
             if len(shape) != 1:
                 raise ConfigError(f"method=siamese needs a flattening backbone (got output {tuple(shape)})")
             self.head = nn.Linear(int(shape[0]), 1)
+            # Start from "same = minus the mean L1 distance" (every α_j = -1/D, β = 0): PyTorch's
+            # default init gives each α_j a random sign, so the untrained model scores classes at
+            # random and at Adam 6e-5 the head needs hundreds of steps to find its signs (our Koch
+            # run sat at 13% 20-way validation accuracy after 250 episodes with the random head).
+            nn.init.constant_(self.head.weight, -1.0 / self.head.in_features)
+            nn.init.zeros_(self.head.bias)
 
     def pair_generator(self, episode: Episode) -> torch.Generator:
         """The episode's own CPU generator, seeded from its dataset-level class ids (no global RNG)."""
