@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_config
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fewshot_cli.config.resume import merge_resume_config
@@ -116,12 +117,18 @@ def test_eval_with_another_shape(trained_run: dict, tmp_path: Path, eval_overrid
     assert "(95% CI, 7 episodes, 3-way 2-shot)" in capsys.readouterr().out
 
 
+def _merge_over_checkpoint(trained_run: dict, overrides: list[str], tmp_path: Path,
+                           eval_overrides: list[str]) -> tuple[dict, DictConfig, DictConfig]:
+    """(the checkpoint's saved config, the composed eval config, the two merged) for `overrides`."""
+    saved = load_checkpoint(trained_run["dir"] / "checkpoints" / "best.pt")["config"]
+    cfg = compose_config("eval", [*eval_overrides, "ckpt_path=x.pt", *overrides], tmp_path)
+    return saved, cfg, merge_with_checkpoint(cfg, saved)
+
+
 def test_eval_config_takes_the_rest_from_the_checkpoint(trained_run: dict, tmp_path: Path,
                                                         eval_overrides: list[str]) -> None:
-    saved = load_checkpoint(trained_run["dir"] / "checkpoints" / "best.pt")["config"]
-    cfg = compose_config("eval", [*eval_overrides, "ckpt_path=x.pt", "eval_episodes.n_shot=3"],
-                         tmp_path)
-    merged = merge_with_checkpoint(cfg, saved)
+    saved, cfg, merged = _merge_over_checkpoint(trained_run, ["eval_episodes.n_shot=3"], tmp_path,
+                                                eval_overrides)
     assert merged.method._target_ == saved["method"]["_target_"]
     assert (merged.eval_episodes.n_way, merged.eval_episodes.n_shot, merged.eval_episodes.n_query) == (
         5, 3, 5)
@@ -144,10 +151,8 @@ def test_untrained_eval_needs_a_backbone(tmp_path: Path, data_overrides: list[st
 def test_eval_adds_keys_to_the_checkpoints_dataset(trained_run: dict, tmp_path: Path,
                                                    eval_overrides: list[str]) -> None:
     """`+dataset.download=false` changes one key of the checkpoint's dataset, keeping the rest."""
-    saved = load_checkpoint(trained_run["dir"] / "checkpoints" / "best.pt")["config"]
-    cfg = compose_config("eval", [*eval_overrides, "ckpt_path=x.pt", "+dataset.image_size=32"],
-                         tmp_path)
-    merged = merge_with_checkpoint(cfg, saved)
+    saved, _, merged = _merge_over_checkpoint(trained_run, ["+dataset.image_size=32"], tmp_path,
+                                              eval_overrides)
     assert merged.dataset._target_ == saved["dataset"]["_target_"]
     assert merged.dataset.image_size == 32
     assert merged.dataset.split_scheme == saved["dataset"]["split_scheme"]

@@ -1,10 +1,10 @@
 """Published accuracies (percent) that `fewshot report` compares runs with.
 
 Keys: (method class name, dataset label as `collect.dataset_label` writes it, n_way, n_shot).
-Sources: Snell et al. 2017 (ProtoNet),
-Vinyals et al. 2016 (Matching Networks), Finn et al. 2017 (MAML), Sung et al. 2018 (Relation Network)
-on Omniglot (Vinyals split); CIFAR-FS numbers as run by Bertinetto et al. 2019 (R2D2 paper);
-Koch et al. 2015 (Siamese, 20-way within-alphabet Omniglot, 10-way MNIST).
+Sources: Snell et al. 2017 (ProtoNet), Vinyals et al. 2016 (Matching Networks), Finn et al. 2017
+(MAML), Sung et al. 2018 (Relation Network) on Omniglot (Vinyals split); CIFAR-FS numbers as run by
+Bertinetto et al. 2019 (R2D2 paper); Koch et al. 2015 (Siamese, 20-way within-alphabet Omniglot,
+10-way MNIST).
 """
 
 PAPER_ACCURACY: dict[tuple[str, str, int, int], float] = {
