@@ -276,6 +276,18 @@ def test_n_way_larger_than_the_training_split(tmp_path: Path, tiny_train_overrid
     assert "train_episodes.n_way=40" in message and "36 classes of omniglot/train" in message
 
 
+def test_within_group_training_episodes(tmp_path: Path, tiny_train_overrides: list[str]) -> None:
+    # The synthetic Vinyals train split: alphabets of 20, 8 and 8 classes (with rotations).
+    metrics = train(compose_config("train", [*tiny_train_overrides, "trainer.within_group=true",
+                                             "train_episodes.n_way=10"], tmp_path / "ok"))
+    assert metrics["train/episodes"] == 4
+    with pytest.raises(ConfigError) as error:
+        train(compose_config("train", [*tiny_train_overrides, "trainer.within_group=true",
+                                       "train_episodes.n_way=25"], tmp_path / "too_wide"))
+    message = str(error.value)
+    assert "train_episodes.n_way=25" in message and "trainer.within_group=false" in message
+
+
 def test_query_count_larger_than_the_images_per_class(tmp_path: Path,
                                                       tiny_train_overrides: list[str]) -> None:
     with pytest.raises(ConfigError, match=r"eval_episodes.n_shot \+ eval_episodes.n_query = 11"):

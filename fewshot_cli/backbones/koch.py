@@ -9,6 +9,9 @@ from torch import nn
 
 from fewshot_cli.errors import ConfigError
 
+# Smallest square input whose feature maps never shrink below 1x1 (64 -> 55, 27, 21, 10, 7, 3, 0).
+MIN_IMAGE_SIZE = 65
+
 
 def feature_side(image_size: int) -> int:
     """Side of the last 256-channel feature map for square inputs of side `image_size`."""
@@ -18,8 +21,8 @@ def feature_side(image_size: int) -> int:
         if pool:
             side //= 2
         if side < 1:
-            raise ConfigError(f"backbone=koch needs images of at least 48x48 (dataset.image_size="
-                              f"{image_size}); Koch et al. use 105")
+            raise ConfigError(f"backbone=koch needs images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} "
+                              f"(dataset.image_size={image_size}); Koch et al. use 105")
     return side
 
 

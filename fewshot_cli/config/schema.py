@@ -42,6 +42,9 @@ class TrainerSchema:
     log_every: int = 100
     checkpoint_every: int = 1000
     grad_clip: Optional[float] = None
+    # Training episodes draw all classes from one class group (Omniglot: one alphabet), so every
+    # negative pair and every episode is a within-alphabet one, like the within-alphabet test tasks.
+    within_group: bool = False
     max_minutes: Optional[float] = None
     progress_bar: bool = True
 

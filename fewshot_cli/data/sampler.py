@@ -46,6 +46,7 @@ class EpisodeSampler:
         within_group: draw all n_way classes of an episode from one class group of the split
             (Omniglot: one alphabet, Lake et al.'s and Koch et al.'s within-alphabet tasks); the group
             is drawn uniformly among groups with at least n_way eligible classes.
+        within_group_key: the config switch behind `within_group`, named in error messages.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class EpisodeSampler:
         std: tuple[float, ...] | None = None,
         channels_last: bool = False,
         within_group: bool = False,
+        within_group_key: str = "eval.within_group",
     ) -> None:
         self.n_way, self.n_shot, self.n_query = n_way, n_shot, n_query
         self.seed, self.stream = seed, stream
@@ -79,7 +81,8 @@ class EpisodeSampler:
         self._channels_last = channels_last
         self._support_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_shot)
         self._query_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_query)
-        self._groups = _class_groups(split, eligible, n_way, config_key) if within_group else None
+        self._groups = (_class_groups(split, eligible, n_way, config_key, within_group_key)
+                        if within_group else None)
 
     def _check_shape(self, split: ImageSplit, key: str) -> None:
         """Reject shapes the split cannot supply, naming the config key and the allowed range."""
@@ -183,18 +186,21 @@ def _class_index_table(labels: torch.Tensor, classes: torch.Tensor, width: int) 
     return table
 
 
-def _class_groups(split: ImageSplit, eligible: torch.Tensor, n_way: int,
-                  key: str) -> list[torch.Tensor]:
-    """Positions (in the sampler's eligible-class list) of each group with >= n_way eligible classes."""
+def _class_groups(split: ImageSplit, eligible: torch.Tensor, n_way: int, key: str,
+                  group_key: str) -> list[torch.Tensor]:
+    """Positions (in the sampler's eligible-class list) of each group with >= n_way eligible classes.
+
+    `key` names the episode-shape config node and `group_key` the switch that asked for groups, so
+    the error names what to change."""
     if split.class_groups is None:
-        raise ConfigError(f"eval.within_group=true, but {split.name} has no class groups (only "
-                          f"Omniglot's alphabets so far); set eval.within_group=false")
+        raise ConfigError(f"{group_key}=true, but {split.name} has no class groups (only "
+                          f"Omniglot's alphabets so far); set {group_key}=false")
     groups = split.class_groups[eligible]
     members = [torch.nonzero(groups == g).flatten() for g in torch.unique(groups).tolist()]
     members = [m for m in members if len(m) >= n_way]
     if not members:
         raise ConfigError(f"{key}.n_way={n_way}: no class group of {split.name} has that many "
-                          f"classes; lower n_way or set eval.within_group=false")
+                          f"classes; lower n_way or set {group_key}=false")
     return members
 
 

@@ -64,11 +64,12 @@ def build_sampler(
     ctx: DeviceContext,
     config_key: str,
     within_group: bool = False,
+    within_group_key: str = "eval.within_group",
 ) -> EpisodeSampler:
     """Episode sampler over `split` with the N-way K-shot Q-query `shape` from the config
     (`within_group`: every episode's classes from one class group, e.g. one Omniglot alphabet)."""
     return EpisodeSampler(
         dataset.load_split(split), shape.n_way, shape.n_shot, shape.n_query, seed=seed,
         stream=split, device=ctx.device, config_key=config_key, mean=dataset.mean, std=dataset.std,
-        channels_last=ctx.channels_last, within_group=within_group,
+        channels_last=ctx.channels_last, within_group=within_group, within_group_key=within_group_key,
     )

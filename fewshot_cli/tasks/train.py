@@ -38,7 +38,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ctx = DeviceContext.from_config(cfg.device)
     distributed = DistributedContext.from_environment(ctx)  # single process unless torchrun
     dataset = build_dataset(cfg.dataset)
-    train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes")
+    train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes",
+                                  within_group=cfg.trainer.within_group,
+                                  within_group_key="trainer.within_group")
     val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes",
                                 within_group=cfg.eval.within_group)
     model = build_method(cfg.method, ctx)
