@@ -7,13 +7,18 @@
 #
 # Training stops at trainer.max_episodes or after the given minutes, whichever is first (the paper
 # budget is a GPU's: pass e.g. 240 60 device=cuda). EVAL_EPISODES (default 1000) sets every test.
+# A scaled-down variant that fits a CPU: ... 8 4 backbone=conv4 dataset.image_size=28 optimizer.lr=1e-3
 set -euo pipefail
 out=$1; omniglot_minutes=$2; mnist_minutes=$3; shift 3
 py=${PYTHON:-python}
 episodes=${EVAL_EPISODES:-1000}
 mkdir -p "$out"
-shared=()  # the extra overrides that also apply to the eval steps (trainer.* only exists in training)
-for arg in "$@"; do [[ $arg == trainer.* ]] || shared+=("$arg"); done
+# The extra overrides that also apply to the eval steps: data, device and paths. The model, optimiser
+# and trainer come from the checkpoint (eval has no optimizer/trainer keys).
+shared=()
+for arg in "$@"; do
+  case $arg in dataset.*|device=*|device.*|paths.*) shared+=("$arg") ;; esac
+done
 start=$(date +%s)
 val=(trainer.val_every=500 trainer.val_episodes=200 trainer.checkpoint_every=250 trainer.progress_bar=false)
 mnist_10w1s=(dataset=mnist dataset.classes_split=all dataset.image_size=105 eval.within_group=false

@@ -181,12 +181,12 @@ def test_normalized_embeddings_have_unit_length_and_bounded_distances() -> None:
     assert ((logits >= -2.0 - 1e-5) & (logits <= 0.0)).all()  # -distance between unit vectors
 
 
-def test_untrained_bce_head_scores_by_minus_the_scaled_l1_distance() -> None:
-    model = SiameseNetwork(Conv4(), loss="bce", image_size=28)  # 64-dimensional embeddings
+def test_untrained_bce_head_scores_by_minus_the_mean_l1_distance() -> None:
+    model = SiameseNetwork(Conv4(), loss="bce", image_size=28)
     left, right = torch.rand(3, 64), torch.rand(3, 64)
     with torch.no_grad():
         logit = model.same_logit(left, right)
-    assert torch.allclose(logit, -(left - right).abs().sum(dim=1) / 8.0, atol=1e-6)
+    assert torch.allclose(logit, -(left - right).abs().mean(dim=1), atol=1e-6)
 
 
 def test_siamese_rejects_bad_options() -> None:

@@ -36,8 +36,7 @@ class SiameseNetwork(FewShotMethod):
     * `loss="contrastive"`: d = ||f(a) - f(b)||_2, L = (1 - y) d² + y max(0, m - d)² (y = 1 for a pair
       of two classes); similarity = -d.
     * `loss="bce"`: logit = Σ_j α_j |f(a)_j - f(b)_j| + β (a learned nn.Linear(D, 1) on the L1
-      difference, starting at α_j = -1/√D, β = 0), p(same) = sigmoid(logit), binary cross-entropy;
-      similarity = logit.
+      difference), p(same) = sigmoid(logit), binary cross-entropy; similarity = logit.
 
     Shapes: support [n_way * n_shot, C, H, W], query [n_way * n_query, C, H, W] -> logits
     [n_way * n_query, n_way] = the best similarity of each query to each class's support images.
@@ -89,13 +88,14 @@ class SiameseNetwork(FewShotMethod):
             if len(shape) != 1:
                 raise ConfigError(f"method=siamese needs a flattening backbone (got output {tuple(shape)})")
             self.head = nn.Linear(int(shape[0]), 1)
-            # Start from "same = minus the L1 distance" (every α_j = -1/√D, β = 0): PyTorch's
+            # Start from "same = minus the mean L1 distance" (every α_j = -1/D, β = 0): PyTorch's
             # default init gives each α_j a random sign, so the untrained model scores classes at
             # random and at Adam 6e-5 the head needs hundreds of steps to find its signs (our Koch
             # run sat at 13% 20-way validation accuracy after 250 episodes with the random head).
-            # The magnitude is PyTorch's default one: Adam moves every weight by about lr per step,
-            # so a -1/D start (-2.4e-4 for Koch's D = 4096) would lose its signs within a few steps.
-            nn.init.constant_(self.head.weight, -self.head.in_features ** -0.5)
+            # A -1/√D start (PyTorch's default magnitude) was tried and dropped: on ReLU embeddings
+            # (Conv-4, 50x50 AT&T faces, D = 576) the untrained logits start near -16 and 4-fold CV
+            # accuracy fell from 88.8 to 84.8 (benchmarks/results/cpu_siamese_att_faces_cv/).
+            nn.init.constant_(self.head.weight, -1.0 / self.head.in_features)
             nn.init.zeros_(self.head.bias)
 
     def pair_generator(self, episode: Episode) -> torch.Generator:
