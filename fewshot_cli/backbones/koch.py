@@ -37,7 +37,8 @@ class KochNet(nn.Module):
     Omniglot strokes it leaves ~60% of the 4096 sigmoid units saturated (|pre-activation| > 6) at the
     start, and with Adam our 20-way within-alphabet validation accuracy fell to 11% after 500
     episodes. `init="pytorch"` (default) keeps PyTorch's layer defaults (Kaiming-uniform), the choice
-    of the Adam re-implementations, and nothing saturates.
+    of the Adam re-implementations, and nothing saturates; its validation accuracy also dips below
+    the untrained score in the first few hundred episodes (README, Koch protocol: an open problem).
 
     Args:
         in_channels: image channels (1 for Omniglot).
