@@ -74,14 +74,15 @@ def test_foreign_target_is_refused(tmp_path: Path, bad_config: dict) -> None:
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(path)
     message = str(error.value)
-    assert "_target_=" in message
-    assert "fewshot_cli, torch, torchvision" in message
+    assert "_target_" in message
+    assert "refused before anything ran" in message
 
 
 def test_os_system_target_message_names_it(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     save_checkpoint(path, payload({"method": {"_target_": "os.system"}}))
-    with pytest.raises(CheckpointError, match=r"evil\.pt:config\.method names _target_='os\.system'"):
+    with pytest.raises(CheckpointError, match=r"evil\.pt:config\.method\._target_='os\.system' is not a "
+                                              r"few-shot method of fewshot-cli"):
         load_checkpoint(path)
 
 
@@ -98,7 +99,7 @@ def test_directory_is_not_a_checkpoint(tmp_path: Path) -> None:
 def test_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "best.pt"
     path.write_bytes(b"\x00garbage, not a zip archive" * 10)
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*best\.pt"):
+    with pytest.raises(CheckpointError, match=r"best\.pt is not a PyTorch checkpoint: it is a "):
         load_checkpoint(path)
 
 
@@ -106,7 +107,7 @@ def test_truncated_file(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, payload())
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match=r"last\.pt is not a PyTorch checkpoint: it is a "):
         load_checkpoint(path)
 
 
@@ -118,13 +119,45 @@ class Exploit:
 def test_pickled_objects_are_not_loaded(tmp_path: Path) -> None:
     path = tmp_path / "pickle.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "model": Exploit()}, path)
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match=r"holding pickled Python objects \(print\)"):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [[1, 2, 3], {"model": {}}, {"format": 999}])
+def test_a_text_file_is_named_as_one(tmp_path: Path) -> None:
+    """The issue's input: a text file as ckpt_path said "(pop from empty list)"."""
+    path = tmp_path / "fake.pt"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"fake\.pt is not a PyTorch checkpoint: it is a text file"):
+        load_checkpoint(path)
+
+
+def test_an_empty_file_is_named_as_one(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"it is an empty file"):
+        load_checkpoint(path)
+
+
+def test_a_state_dict_of_another_program_lists_its_keys(tmp_path: Path) -> None:
+    """The issue's input: a foreign .pt said "(format 1)"."""
+    path = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 3}, path)
+    with pytest.raises(CheckpointError, match=r"is a PyTorch file but not a fewshot-cli checkpoint "
+                                              r"\(it has no format/config/model entries; its keys: "
+                                              r"epoch, state_dict\)"):
+        load_checkpoint(path)
+
+
+def test_a_newer_format_names_the_version_that_wrote_it(tmp_path: Path) -> None:
+    path = tmp_path / "new.pt"
+    torch.save({"format": 99, "config": {}, "model": {}, "versions": {"fewshot_cli": "9.0"}}, path)
+    with pytest.raises(CheckpointError, match=r"format 99.*cannot read.*\(9\.0\)"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [[1, 2, 3], {"model": {}}, {"format": 1}])
 def test_foreign_torch_file_is_not_a_checkpoint(tmp_path: Path, content) -> None:
     path = tmp_path / "other.pt"
     torch.save(content, path)
-    with pytest.raises(CheckpointError, match=r"is not a fewshot-cli checkpoint"):
+    with pytest.raises(CheckpointError, match=r"not a fewshot-cli checkpoint"):
         load_checkpoint(path)

@@ -5,7 +5,10 @@ the file alone.
 """
 
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +37,75 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint written by save_checkpoint, refusing foreign code and foreign files."""
+    """Read a checkpoint written by save_checkpoint, refusing foreign code and foreign files.
+
+    Raises:
+        CheckpointError: the file is missing, is not a PyTorch file, holds pickled Python objects
+            (never unpickled: weights_only=True), is a PyTorch file of another program, comes from
+            another checkpoint format, or its config names a `_target_` outside this project's own
+            classes (see config/targets.py). Each says in words what the file is not.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a best.pt or last.pt")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"cannot read checkpoint {path} ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a fewshot-cli checkpoint (format {CHECKPOINT_FORMAT})")
-    check_targets(payload.get("config", {}), where=f"{path.name}:config")
+    payload = _read_torch_file(path)
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is a PyTorch file holding a {type(payload).__name__}, not a "
+                              f"fewshot-cli checkpoint; {NOT_OURS_HINT}")
+    if "format" not in payload or "config" not in payload or "model" not in payload:
+        keys = ", ".join(sorted(str(k) for k in payload)[:6]) or "none"
+        raise CheckpointError(f"{path} is a PyTorch file but not a fewshot-cli checkpoint (it has no "
+                              f"format/config/model entries; its keys: {keys}); {NOT_OURS_HINT}")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is a fewshot-cli checkpoint of format {payload['format']!r}, "
+                              f"which this version (format {CHECKPOINT_FORMAT}) cannot read; use the "
+                              f"fewshot-cli version that wrote it ({_writer_version(payload)})")
+    check_targets(payload["config"], where=f"{path.name}:config")
     return payload
+
+
+NOT_OURS_HINT = "pass the best.pt or last.pt under <run dir>/checkpoints/ that `fewshot train` wrote"
+
+
+def _read_torch_file(path: Path) -> Any:
+    """torch.load with weights_only=True (no code can run), with errors that say what the file is."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found:  # a pickled class or function: loading it would run code
+            raise CheckpointError(
+                f"{path} is a PyTorch file holding pickled Python objects ({found.group(1)}), such as "
+                f"a whole model or another program's checkpoint; fewshot-cli never unpickles code "
+                f"from a checkpoint; {NOT_OURS_HINT}") from error
+        raise _not_a_torch_file(path) from error
+    except Exception as error:  # zip, EOF, magic-number and decoding errors: not a torch.save file
+        raise _not_a_torch_file(path) from error
+
+
+def _not_a_torch_file(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is not a PyTorch checkpoint: it is {_file_kind(path)}; "
+                           f"{NOT_OURS_HINT}")
+
+
+def _file_kind(path: Path) -> str:
+    """What a file that torch.load cannot read is, in words."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "an empty file"
+    if zipfile.is_zipfile(path):
+        return "a zip archive that torch.save did not write"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file that torch.save did not write"
+    return "a text file"
+
+
+def _writer_version(payload: dict[str, Any]) -> str:
+    versions = payload.get("versions")
+    return str(versions.get("fewshot_cli", "unknown")) if isinstance(versions, dict) else "unknown"
 
 
 def rng_state() -> dict[str, Any]:

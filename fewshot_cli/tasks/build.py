@@ -8,6 +8,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fewshot_cli.config.targets import check_role
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.device import DeviceContext
@@ -25,6 +26,7 @@ def build_dataset(node: DictConfig) -> FewShotDataset:
         # Presets for datasets without a loader yet (miniImageNet) compose but cannot run.
         raise ConfigError(f"dataset {node.get('name', '?')!r} has no loader in this version of "
                           f"fewshot-cli; choose one of the conf/dataset options (dataset=<name>)")
+    check_role(node, "dataset", "dataset", ConfigError)  # the class, before anything is called
     return _instantiate(node)
 
 
@@ -32,9 +34,8 @@ def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
     """Instantiate a conf/method option (its backbone comes along through `backbone: ${backbone}`)."""
     if node is None:
         raise ConfigError("no method selected; add method=<name> (e.g. method=protonet)")
+    check_role(node, "method", "method", ConfigError)  # the class, before anything is called
     model = _instantiate(node)
-    if not isinstance(model, FewShotMethod):
-        raise ConfigError(f"method._target_={node._target_} does not build a FewShotMethod")
     model = model.to(ctx.device)
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)
