@@ -8,21 +8,31 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from matplotlib.lines import Line2D
 
-from fewshot_cli.reporting.collect import find_runs
+from fewshot_cli.engine.pair_figures import loss_curve_figure
+from fewshot_cli.reporting.collect import find_runs, read_run
+from fewshot_cli.reporting.curves import curves_figure
 from fewshot_cli.reporting.table import aggregate
 from fewshot_cli.tasks.report import report
+
+PROTONET = {"_target_": "fewshot_cli.methods.protonet.PrototypicalNetworks",
+            "distance": "squared_euclidean"}
 
 
 def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n_shot: int = 1,
               ckpt_path: str | None = None, val_curve: list[float] | None = None,
-              extra: dict | None = None) -> None:
-    """A run directory as `fewshot train`/`fewshot eval` leave it (the parts report reads)."""
+              extra: dict | None = None, method: dict | None = PROTONET) -> None:
+    """A run directory as `fewshot train`/`fewshot eval` leave it (the parts report reads).
+
+    `method` is the .hydra/config.yaml method node; None (`method: null`) as an eval of a
+    checkpoint writes it. metrics.json says "PrototypicalNetworks", as runs before method names did,
+    unless `extra` sets "method".
+    """
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(
-        f"task: {task}\nseed: {seed}\n"
-        "method:\n  _target_: fewshot_cli.methods.protonet.PrototypicalNetworks\n"
-        "dataset:\n  name: omniglot\n")
+    config = {"task": task, "seed": seed, "method": method, "dataset": {"name": "omniglot"}}
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     metrics = {"test/acc": acc, "test/acc_ci95": 0.2, "test/n_episodes": 1000, "test/n_way": n_way,
                "test/n_shot": n_shot, "method": "PrototypicalNetworks", "dataset": "omniglot",
                "seed": seed, "device": "cpu"}
@@ -47,8 +57,8 @@ def outputs(tmp_path: Path) -> Path:
     write_run(root / "0_seed=0", "train", 98.0, seed=0, val_curve=[97.0, 98.5, 99.0])
     write_run(root / "1_seed=1", "train", 99.0, seed=1, val_curve=[96.0, 98.0, 98.8])
     best = root / "0_seed=0" / "checkpoints" / "best.pt"
-    write_run(root / "eval_20w", "eval", 95.0, seed=0, n_way=20, ckpt_path=str(best))
-    write_run(root / "eval_5w", "eval", 98.4, seed=0, n_way=5, ckpt_path=str(best))
+    write_run(root / "eval_20w", "eval", 95.0, seed=0, n_way=20, ckpt_path=str(best), method=None)
+    write_run(root / "eval_5w", "eval", 98.4, seed=0, n_way=5, ckpt_path=str(best), method=None)
     (root / "broken").mkdir()
     (root / "broken" / "metrics.json").write_text("{not json")
     return root
@@ -68,23 +78,123 @@ def test_rows_aggregate_seeds_and_compare_with_paper(outputs: Path) -> None:
 
 
 def test_cross_domain_and_within_alphabet_tests_get_their_own_rows(tmp_path: Path) -> None:
+    bce = {"_target_": "fewshot_cli.methods.siamese.SiameseNetwork", "loss": "bce"}
     koch = {"method": "SiameseNetwork", "test/within_group": True}
-    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, extra=koch)
+    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, extra=koch, method=bce)
     best = str(tmp_path / "koch" / "checkpoints" / "best.pt")
-    write_run(tmp_path / "on_mnist", "eval", 60.0, seed=0, n_way=10, ckpt_path=best,
-              extra={"method": "SiameseNetwork", "dataset": "mnist", "train_dataset": "omniglot",
+    write_run(tmp_path / "on_mnist", "eval", 60.0, seed=0, n_way=10, ckpt_path=best, method=None,
+              extra={"method": "siamese (bce)", "dataset": "mnist", "train_dataset": "omniglot",
                      "test/within_group": False})
-    write_run(tmp_path / "plain", "train", 90.0, seed=0, n_way=20, extra={"method": "SiameseNetwork"})
+    write_run(tmp_path / "plain", "train", 90.0, seed=0, n_way=20, extra={"method": "SiameseNetwork"},
+              method=bce)
     rows = {(r.dataset, r.n_way): r for r in aggregate(find_runs(tmp_path))}
     assert set(rows) == {("omniglot (within alphabet)", 20), ("omniglot→mnist", 10), ("omniglot", 20)}
     assert rows[("omniglot (within alphabet)", 20)].paper == 92.0
     assert rows[("omniglot→mnist", 10)].paper == 70.3
     assert rows[("omniglot", 20)].paper is None  # Koch's number is for within-alphabet tasks only
+    assert {r.method for r in rows.values()} == {"siamese (bce)"}
+
+
+def test_contrastive_siamese_is_not_compared_with_kochs_bce_network(tmp_path: Path) -> None:
+    contrastive = {"_target_": "fewshot_cli.methods.siamese.SiameseNetwork", "loss": "contrastive"}
+    write_run(tmp_path / "hadsell", "train", 80.0, seed=0, n_way=20, method=contrastive,
+              extra={"method": "SiameseNetwork", "test/within_group": True})
+    (row,) = aggregate(find_runs(tmp_path))
+    assert (row.method, row.dataset, row.paper) == ("siamese (contrastive)", "omniglot (within alphabet)",
+                                                    None)
+
+
+# --- methods are named as users type them (methods.names) -----------------------------------------
+
+def test_old_metrics_class_name_is_reported_by_config_name(tmp_path: Path) -> None:
+    """A run with no config left, whose metrics.json holds only the class name."""
+    write_run(tmp_path / "old", "train", 98.0, seed=0)
+    (tmp_path / "old" / ".hydra" / "config.yaml").unlink()
+    markdown = report(tmp_path, tmp_path / "out")
+    assert "| protonet | omniglot | 5-way 1-shot |" in markdown
+    assert "PrototypicalNetworks" not in markdown
+    assert "| 98.8 |" in markdown  # the paper lookup follows the new name
+
+
+def test_first_order_maml_gets_its_own_row_without_the_papers_number(tmp_path: Path) -> None:
+    maml = {"_target_": "fewshot_cli.methods.maml.MAML", "first_order": False, "inner_lr": 0.4}
+    write_run(tmp_path / "maml", "train", 98.0, seed=0, method=maml, extra={"method": "MAML"})
+    write_run(tmp_path / "fomaml", "train", 97.0, seed=0, method={**maml, "first_order": True},
+              extra={"method": "MAML"})
+    rows = {r.method: r for r in aggregate(find_runs(tmp_path))}
+    assert set(rows) == {"maml", "maml (first-order)"}
+    assert rows["maml"].paper == 98.7  # Finn et al.'s second-order MAML, Omniglot 5-way 1-shot
+    assert rows["maml (first-order)"].paper is None
+    assert "| maml (first-order) | omniglot | 5-way 1-shot |" in report(tmp_path, tmp_path / "out")
+
+
+def test_eval_of_an_old_checkpoint_takes_the_variant_from_its_training_run(tmp_path: Path) -> None:
+    fomaml = {"_target_": "fewshot_cli.methods.maml.MAML", "first_order": True}
+    write_run(tmp_path / "train", "train", 97.0, seed=0, method=fomaml, extra={"method": "MAML"})
+    best = str(tmp_path / "train" / "checkpoints" / "best.pt")
+    write_run(tmp_path / "eval", "eval", 96.0, seed=0, ckpt_path=best, method=None,
+              extra={"method": "MAML"})
+    assert read_run(tmp_path / "eval").method == "maml (first-order)"
+    # Once the training run is gone only the class name is left: the plain name, no variant.
+    (tmp_path / "train" / ".hydra" / "config.yaml").unlink()
+    assert read_run(tmp_path / "eval").method == "maml"
+
+
+def test_run_config_of_a_resumed_run_wins_over_the_command_line_config(tmp_path: Path) -> None:
+    write_run(tmp_path / "resumed", "train", 97.0, seed=0)
+    (tmp_path / "resumed" / "run_config.yaml").write_text(yaml.safe_dump(
+        {"method": {**PROTONET, "distance": "cosine"}}))
+    assert read_run(tmp_path / "resumed").method == "protonet (cosine)"
+
+
+# --- figures -----------------------------------------------------------------------------------------
+
+def test_report_curves_get_one_panel_per_dataset(tmp_path: Path) -> None:
+    write_run(tmp_path / "omni", "train", 98.0, seed=0, val_curve=[97.0, 98.0])
+    write_run(tmp_path / "cifar", "train", 55.0, seed=1, val_curve=[40.0, 50.0],
+              extra={"dataset": "cifar_fs"})
+    write_run(tmp_path / "cifar_eval", "eval", 56.0, seed=1, method=None, extra={"dataset": "cifar_fs"})
+    figure = curves_figure(find_runs(tmp_path))
+    assert figure is not None
+    panels = {axis.get_title(): axis for axis in figure.axes}
+    assert set(panels) == {"cifar_fs", "omniglot"}
+    labels = {title: [t.get_text() for t in axis.get_legend().get_texts()] for title, axis in panels.items()}
+    assert labels == {"cifar_fs": ["protonet seed=1 (cifar)"], "omniglot": ["protonet seed=0 (omni)"]}
+    assert list(panels["cifar_fs"].lines[0].get_ydata()) == pytest.approx([40.0, 50.0])
+
+
+def test_report_curves_of_one_dataset_share_one_panel_and_none_without_curves(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "train", 98.0, seed=0, val_curve=[97.0, 98.0])
+    write_run(tmp_path / "b", "train", 99.0, seed=1, val_curve=[96.0, 99.0])
+    write_run(tmp_path / "c", "train", 99.0, seed=2)  # no tb/: no line
+    figure = curves_figure(find_runs(tmp_path))
+    assert figure is not None and len(figure.axes) == 1 and len(figure.axes[0].lines) == 2
+    assert curves_figure(find_runs(tmp_path / "c")) is None
+
+
+def train_loss_line(history: list[dict]) -> Line2D:
+    figure = loss_curve_figure(history)
+    (line,) = [line for line in figure.axes[0].lines if line.get_label() == "train loss"]
+    return line
+
+
+def test_loss_curve_of_a_one_record_history_draws_its_point() -> None:
+    line = train_loss_line([{"episode": 100, "train/loss": 0.7, "val/acc": 60.0}])
+    assert line.get_marker() not in (None, "None", "", " ")  # no segment: only a marker shows
+    assert list(line.get_xdata()) == [100] and list(line.get_ydata()) == [0.7]
+
+
+def test_loss_curve_of_a_long_history_keeps_markers_sparse() -> None:
+    line = train_loss_line([{"episode": e, "train/loss": 1.0 / e} for e in range(1, 1001)])
+    assert len(line.get_xdata()) == 1000
+    marked = line.get_xdata()[slice(None, None, line.get_markevery())]
+    assert 1 <= len(marked) <= 51
 
 
 def test_report_writes_markdown_csv_and_curves(outputs: Path, tmp_path: Path) -> None:
     markdown = report(outputs, tmp_path / "out")
-    assert "| PrototypicalNetworks | omniglot | 5-way 1-shot | 2 (0, 1) | 98.70 ± 0.20 |" in markdown
+    assert "| protonet | omniglot | 5-way 1-shot | 2 (0, 1) | 98.70 ± 0.20 |" in markdown
+    assert "PrototypicalNetworks" not in markdown
     assert "| 98.8 | -0.10 |" in markdown
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text())))
     assert {(r["n_way"], r["n_runs"]) for r in rows} == {("5", "2"), ("20", "1")}

@@ -96,4 +96,4 @@ def test_reproduce_omniglot_sweep_runs_and_reports(tiny_train_overrides: list[st
     assert report.returncode == 0, report.stdout[-3000:]
     table = (sweep_dir / "report.md").read_text()
     # The tiny overrides test both models 5-way 1-shot: one row, two runs of seed 0.
-    assert "| PrototypicalNetworks | omniglot | 5-way 1-shot | 2 (0) |" in table
+    assert "| protonet | omniglot | 5-way 1-shot | 2 (0) |" in table

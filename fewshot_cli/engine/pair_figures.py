@@ -28,7 +28,10 @@ def loss_curve_figure(history: list[dict]) -> Figure:
     ax = figure.add_subplot(1, 1, 1)
     train = [(r["episode"], r["train/loss"]) for r in history if "train/loss" in r]
     if train:
-        ax.plot(*zip(*train, strict=True), color="tab:blue", label="train loss")
+        # Markers: a history of one record has no segment to draw, only a point. At most ~50 of
+        # them, so a long run's curve stays a line.
+        ax.plot(*zip(*train, strict=True), color="tab:blue", label="train loss", marker="o",
+                markersize=3, markevery=max(1, len(train) // 50))
     ax.set_xlabel("episode")
     ax.set_ylabel("training loss", color="tab:blue")
     val = [(r["episode"], r["val/acc"]) for r in history if "val/acc" in r]

@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from fewshot_cli.methods.names import method_name, method_name_from_class
+
 log = logging.getLogger(__name__)
 
 
@@ -17,7 +19,7 @@ class RunRecord:
 
     path: Path
     task: str                   # "train" or "eval"
-    method: str                 # method class name, e.g. PrototypicalNetworks
+    method: str                 # as users type it, with its variant: "protonet", "maml (first-order)"
     dataset: str                # what was tested, e.g. "omniglot", "omniglot→mnist" (see dataset_label)
     n_way: int
     n_shot: int
@@ -42,7 +44,8 @@ def find_runs(root: Path) -> list[RunRecord]:
 
 
 def read_run(run_dir: Path) -> RunRecord | None:
-    """A RunRecord from run_dir/metrics.json (+ .hydra/config.yaml), or None if it has no test result."""
+    """A RunRecord from run_dir/metrics.json (+ .hydra/config.yaml and run_config.yaml), or None if
+    it has no test result."""
     try:
         metrics: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -54,7 +57,7 @@ def read_run(run_dir: Path) -> RunRecord | None:
     return RunRecord(
         path=run_dir,
         task=str(config.get("task", "train" if "train/episodes" in metrics else "eval")),
-        method=str(metrics.get("method") or _method_from_config(config)),
+        method=_method(run_dir, config, metrics),
         dataset=dataset_label(metrics, config),
         n_way=int(metrics["test/n_way"]),
         n_shot=int(metrics["test/n_shot"]),
@@ -90,14 +93,37 @@ def _source_run(ckpt_path: str | None) -> Path | None:
     return Path(ckpt_path).expanduser().resolve().parent.parent if ckpt_path else None
 
 
-def _load_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / ".hydra" / "config.yaml"
+def _load_config(run_dir: Path, name: str = ".hydra/config.yaml") -> dict[str, Any]:
+    path = run_dir / name
     if not path.is_file():
         return {}
     container = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     return container if isinstance(container, dict) else {}
 
 
-def _method_from_config(config: dict[str, Any]) -> str:
-    target = (config.get("method") or {}).get("_target_", "?")
-    return str(target).rsplit(".", 1)[-1]
+def _method(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The run's method as users name it (see methods.names), e.g. "protonet", "maml (first-order)".
+
+    From the run's own method node first: run_config.yaml (what a resumed run really trained with),
+    then .hydra/config.yaml. An eval of a checkpoint has `method: null` there (or only the keys it
+    overrode, no `_target_`), so then metrics.json's "method". Older runs wrote it as the class
+    name, which has no variant: the checkpoint's training run's config gives it when that run is
+    still where ckpt_path says, else the plain name ("PrototypicalNetworks" -> "protonet").
+    """
+    node = _method_node(run_dir, config)
+    if node is not None:
+        return method_name(node)
+    written = str(metrics.get("method") or "?")
+    source_run = _source_run(metrics.get("ckpt_path"))
+    if written == method_name_from_class(written) or source_run is None:
+        return method_name_from_class(written)  # already a config name, or nowhere to look
+    source_node = _method_node(source_run, _load_config(source_run))
+    return method_name(source_node) if source_node is not None else method_name_from_class(written)
+
+
+def _method_node(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's full method node (one with `_target_`), or None."""
+    for node in (_load_config(run_dir, "run_config.yaml").get("method"), config.get("method")):
+        if isinstance(node, dict) and node.get("_target_"):
+            return node
+    return None

@@ -1,9 +1,14 @@
 """Accuracy-vs-episodes curves drawn from the runs' TensorBoard scalars."""
 
 import logging
+from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fewshot_cli.reporting.collect import RunRecord
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -24,34 +29,56 @@ def read_scalars(tb_dir: Path, tag: str = CURVE_TAG) -> list[tuple[int, float]]:
 
 
 def plot_curves(records: list[RunRecord], path: Path) -> Path | None:
-    """One line per training run: validation accuracy against training episodes. None if no curves."""
-    import matplotlib
+    """Write `curves_figure(records)` as a PNG at `path`; None (nothing written) if no curves."""
+    figure = curves_figure(records)
+    if figure is None:
+        return None
+    figure.savefig(path, dpi=120)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5))
-    drawn = 0
+def curves_figure(records: list[RunRecord]) -> "Figure | None":
+    """Validation accuracy (%) against training episodes: one panel per tested dataset (each with
+    its own legend), one line per training run, labelled "method seed=S (run dir)".
+
+    Source: CURVE_TAG in each train run's tb/ event files; eval runs and runs without the tag are
+    skipped. Datasets get separate panels because their accuracies are not on one scale (Omniglot
+    near 99%, CIFAR-FS near 60%). None if no run has a curve.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves = _curves_by_dataset(records)
+    if not curves:
+        return None
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    figure = Figure(figsize=(6 * columns, 4.5 * rows))
+    FigureCanvasAgg(figure)
+    for panel, (dataset, lines) in enumerate(sorted(curves.items()), start=1):
+        axis = figure.add_subplot(rows, columns, panel)
+        for label, steps, values in lines:
+            axis.plot(steps, values, marker=".", label=label)
+        axis.set_title(dataset)
+        axis.set_xlabel("training episodes")
+        axis.set_ylabel("validation accuracy (%)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.suptitle("Validation accuracy during training")
+    figure.tight_layout()
+    return figure
+
+
+def _curves_by_dataset(records: list[RunRecord]) -> dict[str, list[tuple[str, tuple, tuple]]]:
+    """dataset -> [(label, steps, values)] for every train run with a CURVE_TAG curve."""
+    curves: dict[str, list[tuple[str, tuple, tuple]]] = defaultdict(list)
     for record in records:
         tb_dir = record.path / "tb"
         if record.task != "train" or not tb_dir.is_dir():
             continue
         points = read_scalars(tb_dir)
-        if not points:
-            continue
-        steps, values = zip(*points, strict=True)
-        axis.plot(steps, values, marker=".", label=f"{record.method} {record.dataset} seed={record.seed}"
-                  f" ({record.path.name})")
-        drawn += 1
-    if drawn == 0:
-        plt.close(figure)
-        return None
-    axis.set_xlabel("training episodes")
-    axis.set_ylabel("validation accuracy (%)")
-    axis.set_title("Validation accuracy during training")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+        if points:
+            steps, values = zip(*points, strict=True)
+            label = f"{record.method} seed={record.seed} ({record.path.name})"
+            curves[record.dataset].append((label, steps, values))
+    return dict(curves)

@@ -12,6 +12,7 @@ from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import write_metrics
 from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.names import method_name
 from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
 from fewshot_cli.tasks.zero_shot import episode_figures, evaluate_full, resolve_protocol
 
@@ -56,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "dataset": dataset.name,
         # Differs from "dataset" for a cross-domain test (e.g. an Omniglot model scored on MNIST).
         "train_dataset": checkpoint["config"]["dataset"]["name"] if checkpoint else None,
-        "method": run_cfg.method._target_.rsplit(".", 1)[-1],
+        "method": method_name(run_cfg.method),
         # The seed that trained the checkpoint: what a report groups seeds by.
         "seed": checkpoint["config"].get("seed") if checkpoint else run_cfg.seed,
         "ckpt_path": str(cfg.ckpt_path) if cfg.ckpt_path else None,

@@ -18,6 +18,7 @@ from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_metrics
 from fewshot_cli.engine.trainer import Trainer, TrainState
 from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.names import method_name
 from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
 from fewshot_cli.tasks.pair_report import pair_report
 
@@ -128,7 +129,7 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
         "train/train_seconds": state.train_seconds,
         "device": str(ctx.device),
         "device_name": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu",
-        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "method": method_name(cfg.method),
         "dataset": dataset.name,
         "seed": cfg.seed,
     }
@@ -137,7 +138,7 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The few choices worth comparing across runs in TensorBoard's HParams tab."""
     return {
-        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "method": method_name(cfg.method),
         "dataset": cfg.dataset.name,
         "seed": cfg.seed,
         "train_way": cfg.train_episodes.n_way,
