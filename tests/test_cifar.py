@@ -129,15 +129,30 @@ def test_cifar_fs_episodes_are_normalised(cifar_data_dir: Path, tmp_path: Path) 
     assert all(name.replace(" ", "_") in CIFAR_FS_SPLITS["test"] for name in episode.class_names)
 
 
-def test_cache_is_read_before_the_files(tmp_path: Path) -> None:
+def test_deleted_files_are_not_hidden_by_the_cache_but_cache_file_runs_without_them(
+        tmp_path: Path) -> None:
     data_dir, cache_dir = tmp_path / "data", tmp_path / "cache"
     folder = write_fake_cifar100(data_dir / "cifar100")
     first = CIFARFS(str(data_dir), str(cache_dir), download=False).load_split("val")
+    entry = next(cache_dir.glob("cifar100-*.pt"))
     for name in ("train", "test", "meta"):
         (folder / name).unlink()
-    second = CIFARFS(str(data_dir), str(cache_dir), download=False).load_split("val")
-    assert torch.equal(first.images, second.images)
-    assert list(cache_dir.glob("cifar100-*.pt"))
+    with pytest.raises(DatasetError, match=r"CIFAR-100 not found: expected .*cifar-100-python"):
+        CIFARFS(str(data_dir), str(cache_dir), download=False).load_split("val")
+    # CIFAR100 and CIFARFS share the decoded entry.
+    carried = CIFARFS(str(data_dir), str(cache_dir), download=False, cache_file=str(entry))
+    second = carried.load_split("val")
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    test = CIFAR100(str(data_dir), str(cache_dir), cache_file=str(entry)).load_split("test")
+    assert test.images.shape[0] == 200
+
+
+def test_rewritten_file_is_decoded_again(tmp_path: Path) -> None:
+    data_dir, cache_dir = tmp_path / "data", tmp_path / "cache"
+    write_fake_cifar100(data_dir / "cifar100")
+    assert CIFAR100(str(data_dir), str(cache_dir), download=False).load_split("test").images.shape[0] == 200
+    write_fake_cifar100(data_dir / "cifar100", test_per_class=3)
+    assert CIFAR100(str(data_dir), str(cache_dir), download=False).load_split("test").images.shape[0] == 300
 
 
 def test_torchvision_default_layout_is_accepted(tmp_path: Path) -> None:
@@ -159,13 +174,19 @@ def test_offline_download_failure_is_a_dataset_error(tmp_path: Path, monkeypatch
     class OfflineCIFAR100:
         def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
             calls.append((root, download))
+            # What a cut-off download leaves: the folder and half an archive.
+            Path(root).mkdir(parents=True)
+            (Path(root) / "cifar-100-python.tar.gz").write_bytes(b"\x1f\x8b partial")
             raise urllib.error.URLError("no network")
 
     monkeypatch.setattr("torchvision.datasets.CIFAR100", OfflineCIFAR100)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "mine.txt").write_text("user data")
     dataset = CIFAR100(str(tmp_path / "empty"), str(tmp_path / "cache"), download=True)
     with pytest.raises(DatasetError, match=r"could not download CIFAR-100.*cifar-100-python"):
         dataset.load_split("test")
     assert calls == [(str(tmp_path / "empty" / "cifar100"), True)]
+    assert [p.name for p in (tmp_path / "empty").rglob("*")] == ["mine.txt"]
 
 
 def test_damaged_pickle_is_reported(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
 """MNIST: class splits, polarity, cross-domain evaluation; real files when present, else idx files
 written in the real format."""
 
+import shutil
 import struct
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,48 @@ def test_image_size_resizes_and_caches(idx_mnist_dir: Path, tmp_path: Path) -> N
     split = MNIST(str(idx_mnist_dir), str(tmp_path), image_size=105, download=False).load_split("val")
     assert split.images.shape[-2:] == (105, 105)
     assert len(list(tmp_path.glob("mnist-*.pt"))) == 1
+
+
+def test_warm_cache_does_not_hide_missing_or_changed_files(tmp_path: Path) -> None:
+    data_dir, cache = write_idx_mnist(tmp_path / "data"), str(tmp_path / "cache")
+    first = MNIST(str(data_dir), cache, classes_split="all", download=False).load_split("test")
+    # Rewritten with more images per digit: same names, other sizes -> decoded again.
+    write_idx_mnist(data_dir, test_per_digit=4)
+    second = MNIST(str(data_dir), cache, classes_split="all", download=False).load_split("test")
+    assert (first.images.shape[0], second.images.shape[0]) == (30, 40)
+    assert len(list((tmp_path / "cache").glob("mnist-*.pt"))) == 2
+    shutil.rmtree(data_dir / "mnist")
+    with pytest.raises(DatasetError, match=r"MNIST not found under .*MNIST/raw/\{train,t10k\}"):
+        MNIST(str(data_dir), cache, classes_split="all", download=False).load_split("test")
+
+
+def test_cache_file_runs_without_the_idx_files(tmp_path: Path) -> None:
+    data_dir, cache = write_idx_mnist(tmp_path / "data"), tmp_path / "cache"
+    first = MNIST(str(data_dir), str(cache), download=False).load_split("test")
+    entry = next(cache.glob("mnist-*.pt"))
+    shutil.rmtree(data_dir)
+    second = MNIST(str(data_dir), str(cache), download=False, cache_file=str(entry)).load_split("test")
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    with pytest.raises(DatasetError, match=r"was decoded with .*'image_size': 28"):
+        MNIST(str(data_dir), str(cache), image_size=32, cache_file=str(entry)).load_split("test")
+
+
+def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "keep.txt").write_text("user data")
+
+    class HalfDownload:
+        def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+            raw = Path(root) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b partial")
+            raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", HalfDownload)
+    with pytest.raises(DatasetError, match=r"MNIST not found under .*no network.*MNIST/raw/\{train,t10k\}"):
+        MNIST(str(data_dir), str(tmp_path / "cache"), download=True).load_split("test")
+    assert sorted(p.name for p in data_dir.rglob("*")) == ["keep.txt"]
 
 
 def _compose(config_name: str, overrides: list[str]) -> DictConfig:

@@ -14,7 +14,7 @@ from test_att_faces import write_faces
 
 from fewshot_cli.data.omniglot import Omniglot
 from fewshot_cli.errors import ConfigError, DatasetError
-from fewshot_cli.tasks.predict import predict
+from fewshot_cli.tasks.predict import image_files, predict, support_files
 from fewshot_cli.tasks.train import train
 
 TINY = [
@@ -127,6 +127,20 @@ def test_bad_paths_and_images_are_clear_errors(siamese_ckpt: Path, support_dir: 
         _predict(tmp_path, [ckpt])
     with pytest.raises(ConfigError, match="ckpt_path"):
         _predict(tmp_path, [f"support_dir={support_dir}", f"query={faces}"])
+
+
+def test_hidden_folders_and_files_in_a_support_dir_are_skipped(support_dir: Path, tmp_path: Path) -> None:
+    support = tmp_path / "support"
+    shutil.copytree(support_dir, support)
+    (support / ".ipynb_checkpoints").mkdir()
+    shutil.copy(support / "s7" / "1.pgm", support / ".ipynb_checkpoints" / "1-checkpoint.pgm")
+    (support / "s8" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (support / "s8" / "._2.pgm").write_bytes(b"macOS resource fork, not a PGM")
+    names, files, labels = support_files(support)
+    assert names == ["s7", "s8"]
+    assert [f.name for f in files] == ["1.pgm", "2.pgm", "1.pgm", "2.pgm"]
+    assert labels.tolist() == [0, 0, 1, 1]
+    assert [f.name for f in image_files(support / "s8", "query")] == ["1.pgm", "2.pgm"]
 
 
 def test_omniglot_predict_images_are_inverted_like_training(tmp_path: Path) -> None:

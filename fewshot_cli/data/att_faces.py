@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from fewshot_cli.data.base import SPLITS, FewShotDataset
-from fewshot_cli.data.cache import cache_file, load_or_build
-from fewshot_cli.data.image_io import load_image
+from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
+from fewshot_cli.data.image_io import is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.errors import ConfigError, DatasetError
 
@@ -35,11 +35,13 @@ class ATTFaces(FewShotDataset):
 
     People are sorted naturally (s1, s2, ..., s40); the last `heldout` people are the test split, the
     `val_people` before them the validation split, and everyone else the training split. `fold` k
-    rotates that order by k * heldout people, so folds 0 .. ceil(40 / heldout) - 1 test on disjoint
+    rotates that order by k * heldout people, so folds 0 .. floor(40 / heldout) - 1 test on disjoint
     groups of people (k-fold cross-validation over people: with only a handful of test people the
-    accuracy depends more on who they are than on the episodes, so report the mean over folds). With
-    `val_people=0` there is no separate validation split and validation episodes come from the test
-    people (the classic tutorial: 37 training people, 3 held out, nothing else). Images are read as
+    accuracy depends more on who they are than on the episodes, so report the mean over folds); a
+    fold that would wrap around onto people an earlier fold tested is refused. Validation people are
+    always others than the test people (at least one), so best.pt and the verification threshold are
+    never chosen on test people; the classic tutorial's 37/3 split with no validation becomes
+    `heldout=3 val_people=3` (34 training people). Images are read as
     grayscale, resized with Lanczos filtering to `image_size` x `image_size` (the tutorial's 100x100),
     and stored as uint8 [N, 1, S, S].
 
@@ -48,9 +50,12 @@ class ATTFaces(FewShotDataset):
         cache_dir: where the decoded tensor is cached.
         folder: subfolder of `root` holding one folder per person.
         heldout: number of test people (3: the tutorial split; 5 or 10 allow 5-way test episodes).
-        val_people: number of validation people (0: validate on the test people).
+        val_people: number of validation people (at least 1; never the test people).
         image_size: side of the square images.
         fold: which block of `heldout` people is the test split (0: the last ones).
+        cache_file: a decoded cache entry (`<cache_dir>/att_faces-<hash>.pt`) to use as it is,
+            without reading or needing the image folder (machines that carry only the cache); None
+            (default) decodes the folder, or reuses the cache entry of exactly these files.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class ATTFaces(FewShotDataset):
         val_people: int = 5,
         image_size: int = 100,
         fold: int = 0,
+        cache_file: str | None = None,
         name: str = "att_faces",
         channels: int = 1,
         test_episodes: int = 600,
@@ -71,8 +77,9 @@ class ATTFaces(FewShotDataset):
         super().__init__(name, channels, test_episodes, mean, std)
         if heldout < 1:
             raise ConfigError(f"dataset.heldout={heldout} must be at least 1 (test people)")
-        if val_people < 0:
-            raise ConfigError(f"dataset.val_people={val_people} must be 0 or more")
+        if val_people < 1:
+            raise ConfigError(f"dataset.val_people={val_people} must be at least 1: validating on the "
+                              f"test people would choose best.pt on the test split")
         if image_size < 1:
             raise ConfigError(f"dataset.image_size={image_size} must be at least 1")
         if fold < 0:
@@ -83,6 +90,7 @@ class ATTFaces(FewShotDataset):
         self.val_people = val_people
         self.image_size = image_size
         self.fold = fold
+        self.cache_file = cache_file
 
     def load_split(self, split: str) -> ImageSplit:
         """Images of the people of `split` ("train", "val" or "test")."""
@@ -106,10 +114,11 @@ class ATTFaces(FewShotDataset):
                 f"dataset.heldout={self.heldout} + dataset.val_people={self.val_people} leaves no "
                 f"training people out of the {n_people} under {self.root}"
             )
-        n_folds = -(-n_people // self.heldout)
+        n_folds = n_people // self.heldout  # whole blocks only: a partial one would wrap onto fold 0
         if self.fold >= n_folds:
             raise ConfigError(f"dataset.fold={self.fold}: {n_people} people in blocks of "
-                              f"dataset.heldout={self.heldout} give folds 0..{n_folds - 1}")
+                              f"dataset.heldout={self.heldout} give {n_folds} disjoint folds "
+                              f"(0..{n_folds - 1}); a further fold would test people again")
         # Rotate right by fold * heldout: fold 0 keeps the natural order (test = the last people).
         shift = self.fold * self.heldout
         order = [(i - shift) % n_people for i in range(n_people)]
@@ -117,17 +126,22 @@ class ATTFaces(FewShotDataset):
         if split == "train":
             return order[:n_train]
         if split == "val":
-            return order[n_train:n_train + self.val_people] if self.val_people else test
+            return order[n_train:n_train + self.val_people]
         return test
 
     def _faces(self) -> dict:
-        """Decoded images of every person (cached): images uint8 [N,1,S,S], labels [N], names."""
+        """Decoded images of every person: images uint8 [N,1,S,S], labels [N], names.
+
+        Cached, keyed on every image's path, size and time (`file_fingerprint`), so a replaced,
+        added or moved image is decoded again; or read from `cache_file` alone."""
+        settings = {"dataset": "att_faces", "image_size": self.image_size}
+        if self.cache_file is not None:
+            return load_cache_file(self.cache_file, settings, self.root)
         folder = self._find()
         files = _person_files(folder)
-        key = {"root": str(folder.resolve()), "image_size": self.image_size,
-               "files": sum(len(v) for v in files.values())}
-        path = cache_file(self.cache_dir, "att_faces", key)
-        return load_or_build(path, lambda: _decode(files, self.image_size))
+        fingerprint = file_fingerprint(folder, [path for images in files.values() for path in images])
+        path = cache_file(self.cache_dir, "att_faces", {**settings, **fingerprint})
+        return load_or_build(path, lambda: _decode(files, self.image_size), settings)
 
     def _find(self) -> Path:
         if not self.root.is_dir():
@@ -140,11 +154,16 @@ class ATTFaces(FewShotDataset):
 
 
 def _person_files(folder: Path) -> dict[str, list[Path]]:
-    """{person folder name: sorted image files}, people in natural order; errors name the layout."""
-    people = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    """{person folder name: sorted image files}, people in natural order; errors name the layout.
+
+    Hidden entries (.ipynb_checkpoints, .DS_Store, names starting with '.') are neither people nor
+    images."""
+    people = sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p)),
+                    key=lambda p: natural_key(p.name))
     files = {}
     for person in people:
-        images = sorted((f for f in person.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES),
+        images = sorted((f for f in person.iterdir()
+                         if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not is_hidden(f)),
                         key=lambda f: natural_key(f.name))
         if not images:
             raise DatasetError(f"person folder {person} holds no images ({', '.join(IMAGE_SUFFIXES)}); "

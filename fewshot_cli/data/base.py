@@ -39,6 +39,14 @@ class FewShotDataset(ABC):
         self.mean = tuple(mean) if mean is not None else None
         self.std = tuple(std) if std is not None else None
 
+    @property
+    def splits_share_classes(self) -> bool:
+        """True for official partitions whose splits hold the same classes (CIFAR-100, MNIST with
+        all ten digits): zero-shot and cross-domain targets, not few-shot splits. Every other
+        dataset keeps train, val and test classes disjoint, so best.pt is never chosen on test
+        classes."""
+        return False
+
     @abstractmethod
     def load_split(self, split: str) -> ImageSplit:
         """Return the images of `split` (one of SPLITS)."""

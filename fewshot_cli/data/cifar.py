@@ -8,8 +8,8 @@ Both datasets read the pickled "python version" of CIFAR-100 in the layout torch
 (`<data_dir>/cifar-100-python/`, torchvision's default when its root is the data dir itself, is
 accepted too). The files are read directly rather than through torchvision, whose class md5-checks
 every file before reading it; when they are missing and `download=true`, torchvision downloads and
-unpacks them into `<data_dir>/cifar100/`. The decoded arrays are cached (see `data/cache.py`) and the
-cache is looked up before the files.
+unpacks them into `<data_dir>/cifar100/`. The decoded arrays are cached (see `data/cache.py`), keyed
+on the three files' sizes and times; `cache_file` names an entry to use without the files.
 
 Pickle format (one dict per file, written by Python 2; read with ``encoding="bytes"`` as the CIFAR
 page's own snippet does): ``train``/``test`` hold ``b"data"`` uint8 [N, 3072] (1024 red, 1024 green,
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from fewshot_cli.data.base import SPLITS, FewShotDataset
-from fewshot_cli.data.cache import cache_file, load_or_build
+from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.cifar_fs_splits import CIFAR_FS_SPLITS
+from fewshot_cli.data.download import removed_on_failure
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.resize import resize_images
 from fewshot_cli.errors import ConfigError, DatasetError
@@ -56,6 +57,9 @@ class _CIFAR100Files(FewShotDataset):
             (antialiased bicubic) and cached.
         clip_templates: prompt-template set the CLIP methods use on this dataset
             (read by conf/method/clip*.yaml through `${dataset.clip_templates}`).
+        cache_file: a decoded cache entry (`<cache_dir>/cifar100-<hash>.pt`) to use as it is,
+            without reading or needing the pickles (machines that carry only the cache); None
+            (default) reads the files, or reuses the cache entry of exactly these files.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class _CIFAR100Files(FewShotDataset):
         download: bool = True,
         image_size: int = IMAGE_SIDE,
         clip_templates: str = "cifar100",
+        cache_file: str | None = None,
         name: str = "cifar100",
         channels: int = 3,
         test_episodes: int = 600,
@@ -80,16 +85,22 @@ class _CIFAR100Files(FewShotDataset):
             raise ConfigError(f"dataset.image_size={image_size} must be at least 1")
         self.image_size = image_size
         self.clip_templates = clip_templates
+        self.cache_file = cache_file
 
     def _decoded(self) -> dict[str, Any]:
         """train_images/test_images uint8 [N, 3, S, S], train_labels/test_labels int64 [N]
-        (fine labels 0..99), label_names (100 meta names). Cached; the cache is read first."""
-        path = cache_file(self.cache_dir, "cifar100",
-                          {"format": "cifar-100-python", "image_size": self.image_size})
-        return load_or_build(path, self._read)
+        (fine labels 0..99), label_names (100 meta names). Cached, keyed on the files' sizes and
+        times (`file_fingerprint`), or read from `cache_file` alone."""
+        settings = {"dataset": "cifar100", "format": "cifar-100-python", "image_size": self.image_size}
+        if self.cache_file is not None:
+            return load_cache_file(self.cache_file, settings, self.root)
+        folder = self._find_or_download()
+        key = {**settings, **file_fingerprint(folder, [folder / name for name in FILES])}
+        return load_or_build(cache_file(self.cache_dir, "cifar100", key), lambda: self._read(folder),
+                             settings)
 
-    def _read(self) -> dict[str, Any]:
-        decoded = read_cifar100(self._find_or_download())
+    def _read(self, folder: Path) -> dict[str, Any]:
+        decoded = read_cifar100(folder)
         for part in ("train", "test"):
             decoded[f"{part}_images"] = resize_images(decoded[f"{part}_images"], self.image_size)
         return decoded
@@ -121,6 +132,7 @@ class CIFAR100(_CIFAR100Files):
     """
 
     zero_shot_benchmark: ClassVar[bool] = True
+    splits_share_classes: ClassVar[bool] = True  # the official partition: 100 classes in each split
 
     def load_split(self, split: str) -> ImageSplit:
         """uint8 [N, 3, 32, 32] images of the official `split` with fine labels 0..99."""
@@ -213,7 +225,8 @@ def _download(root: Path) -> None:
 
     log.info("downloading CIFAR-100 into %s", root)
     try:
-        TorchvisionCIFAR100(str(root), train=True, download=True)
+        with removed_on_failure(root):
+            TorchvisionCIFAR100(str(root), train=True, download=True)
     except Exception as error:  # urllib, HTTP and checksum errors all mean "no data"
         raise DatasetError(
             f"could not download CIFAR-100 into {root} ({error}); without internet, place the files "

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from fewshot_cli.data.base import SPLITS, FewShotDataset
-from fewshot_cli.data.cache import cache_file, load_or_build
+from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
+from fewshot_cli.data.download import removed_on_failure
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.resize import resize_images
 from fewshot_cli.errors import ConfigError, DatasetError
@@ -62,6 +63,9 @@ class MNIST(FewShotDataset):
         download: fetch the dataset through torchvision when the files are missing.
         clip_templates: prompt-template set of the CLIP methods on this dataset ("mnist":
             'a photo of the number: "{}".', Radford et al. 2021).
+        cache_file: a decoded cache entry (`<cache_dir>/mnist-<hash>.pt`) to use as it is, without
+            reading or needing the idx files (machines that carry only the cache); None (default)
+            reads the files, or reuses the cache entry of exactly these files.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class MNIST(FewShotDataset):
         image_size: int = 28,
         download: bool = True,
         clip_templates: str = "mnist",
+        cache_file: str | None = None,
         name: str = "mnist",
         channels: int = 1,
         test_episodes: int = 600,
@@ -102,12 +107,18 @@ class MNIST(FewShotDataset):
         self.image_size = image_size
         self.download = download
         self.clip_templates = clip_templates
+        self.cache_file = cache_file
         if classes_split == "disjoint":
             self._check_disjoint()
 
     @property
     def zero_shot_benchmark(self) -> bool:
         """With all ten digits the test split is the official 10,000-image test set."""
+        return self.classes_split == "all"
+
+    @property
+    def splits_share_classes(self) -> bool:
+        """classes_split=all: every split holds all ten digits (disjoint images, shared classes)."""
         return self.classes_split == "all"
 
     def _check_disjoint(self) -> None:
@@ -147,24 +158,46 @@ class MNIST(FewShotDataset):
         return ImageSplit(images[keep], split_labels[keep], names, f"{self.name}/{split}")
 
     def _decoded(self) -> dict[str, Any]:
-        """train_images uint8 [60000, 1, S, S], train_labels, test_images [10000, ...], test_labels."""
-        path = cache_file(self.cache_dir, "mnist", {"format": "idx-ubyte", "image_size": self.image_size})
-        return load_or_build(path, self._read)
+        """train_images uint8 [60000, 1, S, S], train_labels, test_images [10000, ...], test_labels.
+
+        Cached, keyed on the idx files' sizes and times (`file_fingerprint`), or read from
+        `cache_file` alone."""
+        settings = {"dataset": "mnist", "format": "idx-ubyte", "image_size": self.image_size}
+        if self.cache_file is not None:
+            return load_cache_file(self.cache_file, settings, self.root)
+        raw = self._find_or_download()
+        key = {**settings, **file_fingerprint(raw, [raw / name for name in RAW_FILES])}
+        return load_or_build(cache_file(self.cache_dir, "mnist", key), self._read, settings)
+
+    def _find_or_download(self) -> Path:
+        """The raw folder holding the four idx files, downloaded there by torchvision if allowed.
+
+        A failed download removes whatever it created (`removed_on_failure`)."""
+        from torchvision.datasets import MNIST as TorchvisionMNIST
+
+        raw = self.root / "MNIST" / "raw"
+        if all((raw / name).is_file() for name in RAW_FILES):
+            return raw
+        if not self.download:
+            raise self._not_found()
+        log.info("downloading MNIST into %s", self.root)
+        try:
+            with removed_on_failure(self.root):
+                TorchvisionMNIST(str(self.root), train=True, download=True)  # fetches all four files
+        except Exception as error:  # urllib, HTTP and checksum errors all mean "no data"
+            raise self._not_found(error) from error
+        if not all((raw / name).is_file() for name in RAW_FILES):
+            raise self._not_found()
+        return raw
 
     def _read(self) -> dict[str, Any]:
         from torchvision.datasets import MNIST as TorchvisionMNIST
 
-        raw = self.root / "MNIST" / "raw"
-        present = all((raw / name).is_file() for name in RAW_FILES)
-        if not present and not self.download:
-            raise self._not_found()
-        if not present:
-            log.info("downloading MNIST into %s", self.root)
         decoded: dict[str, Any] = {}
         for part, train in (("train", True), ("test", False)):
             try:
-                mnist = TorchvisionMNIST(str(self.root), train=train, download=not present)
-            except Exception as error:  # urllib, HTTP, checksum and "not found" errors: no data
+                mnist = TorchvisionMNIST(str(self.root), train=train, download=False)
+            except Exception as error:  # a damaged or truncated idx file: no usable data
                 raise self._not_found(error) from error
             images = mnist.data.to(torch.uint8).unsqueeze(1).contiguous()
             decoded[f"{part}_images"] = resize_images(images, self.image_size)

@@ -13,10 +13,11 @@ import torch
 from tqdm import tqdm
 
 from fewshot_cli.data.base import FewShotDataset
-from fewshot_cli.data.cache import cache_file, load_or_build
-from fewshot_cli.data.image_io import load_image
+from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
+from fewshot_cli.data.download import removed_on_failure
+from fewshot_cli.data.image_io import is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
-from fewshot_cli.data.omniglot_splits import ROTATIONS, lake_splits_of, vinyals_split_of
+from fewshot_cli.data.omniglot_splits import ROTATIONS, lake_split_of, vinyals_split_of
 from fewshot_cli.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,14 @@ class Omniglot(FewShotDataset):
     Args:
         root: the data dir; Omniglot lives in `root/omniglot/omniglot-py/`.
         cache_dir: where the decoded tensor is cached.
-        split_scheme: "vinyals" (4112/688/1692 rotated classes) or "lake" (background/evaluation).
+        split_scheme: "vinyals" (4112/688/1692 rotated classes) or "lake" (30 background alphabets
+            train, 10 evaluation alphabets validate, the 10 of Lake's one-shot runs test).
         image_size: side of the square images (28 for the episodic papers, 105 for Koch et al.).
         rotations: add 90/180/270-degree rotations of every character as new classes.
         download: fetch the dataset through torchvision when the folders are missing.
+        cache_file: a decoded cache entry (`<cache_dir>/omniglot-<hash>.pt`) to use as it is,
+            without reading or even needing the data folder (machines that carry only the cache);
+            None (default) decodes the folder, or reuses the cache entry of exactly these files.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class Omniglot(FewShotDataset):
         image_size: int = 28,
         rotations: bool = True,
         download: bool = True,
+        cache_file: str | None = None,
         name: str = "omniglot",
         channels: int = 1,
         test_episodes: int = 1000,
@@ -66,6 +72,7 @@ class Omniglot(FewShotDataset):
         self.image_size = image_size
         self.rotations = rotations
         self.download = download
+        self.cache_file = cache_file
 
     def load_split(self, split: str) -> ImageSplit:
         """Images of the classes of `split`, rotated copies included as classes of their own."""
@@ -98,16 +105,24 @@ class Omniglot(FewShotDataset):
         part, alphabet, character = name.split("/")
         if self.split_scheme == "vinyals":
             return vinyals_split_of(alphabet, character) == split
-        return split in lake_splits_of(part)
+        return lake_split_of(part, alphabet) == split
 
     def _characters(self) -> dict:
         """Decoded images of all characters (cached on disk): images, char_index, names.
 
-        The cache is looked up before the folders, so a machine that holds only the cache file (a
-        GPU box, a cluster node) trains without the 32,460 PNGs.
+        The folders are listed and stat-ed on every run and the cache entry is keyed on that
+        listing (see `file_fingerprint`), so missing, changed or moved PNGs are never hidden by a
+        warm cache. A machine that holds only the cache file (a GPU box, a cluster node) trains
+        without the 32,460 PNGs through `dataset.cache_file`.
         """
-        path = cache_file(self.cache_dir, "omniglot", {"image_size": self.image_size})
-        return load_or_build(path, lambda: _decode_all(self._find_or_download(), self.image_size))
+        settings = {"dataset": "omniglot", "image_size": self.image_size}
+        if self.cache_file is not None:
+            return load_cache_file(self.cache_file, settings, self.root)
+        folder = self._find_or_download()
+        files, char_index, names = _list_characters(folder)
+        key = {**settings, **file_fingerprint(folder, files)}
+        return load_or_build(cache_file(self.cache_dir, "omniglot", key),
+                             lambda: _decode_all(files, char_index, names, self.image_size), settings)
 
     def _find_or_download(self) -> Path:
         folder = self.root / "omniglot-py"
@@ -135,8 +150,9 @@ def _download(root: Path) -> None:
 
     log.info("downloading Omniglot into %s", root)
     try:
-        for background in (True, False):
-            TorchvisionOmniglot(str(root), background=background, download=True)
+        with removed_on_failure(root):
+            for background in (True, False):
+                TorchvisionOmniglot(str(root), background=background, download=True)
     except Exception as error:  # urllib, HTTP and checksum errors all mean "no data"
         raise DatasetError(
             f"could not download Omniglot into {root} ({error}); without internet, place the "
@@ -144,20 +160,26 @@ def _download(root: Path) -> None:
         ) from error
 
 
-def _decode_all(folder: Path, image_size: int) -> dict:
-    """Decode every PNG once: uint8 [N, 1, S, S] (inverted), char_index [N], character names."""
+def _list_characters(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Every PNG under `folder` (no decoding), its character's index, and the character names
+    '<part>/<Alphabet>/characterNN'. Hidden entries (.ipynb_checkpoints, .DS_Store) are skipped."""
     files: list[Path] = []
     char_index: list[int] = []
     names: list[str] = []
     for part in (BACKGROUND, EVALUATION):
-        for alphabet in sorted(p for p in (folder / part).iterdir() if p.is_dir()):
-            for character in sorted(p for p in alphabet.iterdir() if p.is_dir()):
-                pngs = sorted(character.glob("*.png"))
+        for alphabet in sorted(p for p in (folder / part).iterdir() if p.is_dir() and not is_hidden(p)):
+            for character in sorted(p for p in alphabet.iterdir() if p.is_dir() and not is_hidden(p)):
+                pngs = sorted(p for p in character.glob("*.png") if not is_hidden(p))
                 if not pngs:
                     raise DatasetError(f"Omniglot character folder {character} holds no .png files")
                 names.append(f"{part}/{alphabet.name}/{character.name}")
                 files.extend(pngs)
                 char_index.extend([len(names) - 1] * len(pngs))
+    return files, char_index, names
+
+
+def _decode_all(files: list[Path], char_index: list[int], names: list[str], image_size: int) -> dict:
+    """Decode every PNG once: uint8 [N, 1, S, S] (inverted), char_index [N], character names."""
     images = np.empty((len(files), 1, image_size, image_size), dtype=np.uint8)
     for i, path in enumerate(tqdm(files, desc="decoding Omniglot", unit="img", mininterval=2)):
         images[i, 0] = 255 - load_image(path, (image_size, image_size))

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.data.att_faces import IMAGE_SUFFIXES, natural_key
 from fewshot_cli.data.base import FewShotDataset
+from fewshot_cli.data.image_io import is_hidden
 from fewshot_cli.engine.checkpoint import load_checkpoint
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.errors import ConfigError, DatasetError
 from fewshot_cli.methods.base import FewShotMethod
-from fewshot_cli.tasks.build import build_method
+from fewshot_cli.tasks.build import build_dataset, build_method
 from fewshot_cli.tasks.pair_report import embed_images
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def _rebuild(cfg: DictConfig, checkpoint: dict[str, Any],
     saved = checkpoint["config"]
     node = OmegaConf.create({key: saved.get(key) for key in ("dataset", "backbone", "method")})
     node.paths = OmegaConf.to_container(cfg.paths, resolve=True)
-    dataset = instantiate(node.dataset)
+    dataset = build_dataset(node.dataset)
     model = build_method(node.method, ctx)
     if not model.has_embedding:
         raise ConfigError(f"{saved['method']['_target_'].rsplit('.', 1)[-1]} has no image embedding; "
@@ -72,12 +72,14 @@ def _rebuild(cfg: DictConfig, checkpoint: dict[str, Any],
 
 
 def image_files(path: Path, what: str) -> list[Path]:
-    """`path` itself if it is an image file, else the image files directly inside the folder."""
+    """`path` itself if it is an image file, else the image files directly inside the folder
+    (hidden ones such as .DS_Store or ._photo.jpg skipped)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DatasetError(f"{what} {path} does not exist; give an image file or a folder of images")
-    files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+    files = sorted((f for f in path.iterdir()
+                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f)),
                    key=lambda f: natural_key(f.name))
     if not files:
         raise DatasetError(f"{what} {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -85,11 +87,13 @@ def image_files(path: Path, what: str) -> list[Path]:
 
 
 def support_files(support_dir: Path) -> tuple[list[str], list[Path], torch.Tensor]:
-    """Class names (subfolders, natural order), their image files and labels [S]."""
+    """Class names (subfolders, natural order; hidden ones such as .ipynb_checkpoints skipped),
+    their image files and labels [S]."""
     if not support_dir.is_dir():
         raise DatasetError(f"support_dir {support_dir} is not a folder; expected "
                            f"{support_dir}/<class name>/<image files>")
-    classes = sorted((d for d in support_dir.iterdir() if d.is_dir()), key=lambda d: natural_key(d.name))
+    classes = sorted((d for d in support_dir.iterdir() if d.is_dir() and not is_hidden(d)),
+                     key=lambda d: natural_key(d.name))
     if not classes:
         raise DatasetError(f"support_dir {support_dir} has no class subfolders; expected "
                            f"{support_dir}/<class name>/<image files>")
