@@ -1,5 +1,7 @@
 """EpisodeSampler: shapes, label remapping, disjoint support/query, determinism, errors, scaling."""
 
+import logging
+
 import pytest
 import torch
 
@@ -98,6 +100,33 @@ def test_classes_with_too_few_images_are_never_drawn() -> None:
     assert 0 not in drawn
     assert drawn == set(range(1, NUM_CLASSES))
     assert sampler(n_shot=1, n_query=3).num_classes == NUM_CLASSES
+
+
+def test_classes_left_out_of_episodes_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fewshot_cli.data.sampler"):
+        sampler(n_shot=2, n_query=3)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "1 of 12 classes of toy/train" in message
+    assert "train_episodes.n_shot + train_episodes.n_query = 5" in message
+    assert message.endswith(": class00")
+
+
+def test_many_short_classes_are_counted_and_a_few_named(caplog: pytest.LogCaptureFixture) -> None:
+    labels = torch.tensor([c for c in range(8) for _ in range(3 if c < 7 else 6)])
+    split = ImageSplit(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels,
+                       [f"c{c}" for c in range(8)], "toy/val")
+    with caplog.at_level(logging.WARNING, logger="fewshot_cli.data.sampler"):
+        sampler(split, n_way=1, n_shot=1, n_query=4, config_key="eval_episodes")
+    message = caplog.records[0].getMessage()
+    assert "7 of 8 classes of toy/val" in message and "eval_episodes.n_query" in message
+    assert message.endswith(": c0, c1, c2, c3, c4, ...")
+
+
+def test_no_warning_when_every_class_is_big_enough(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fewshot_cli.data.sampler"):
+        sampler(n_shot=1, n_query=3)
+    assert not caplog.records
 
 
 def test_same_seed_stream_index_gives_the_same_episode() -> None:

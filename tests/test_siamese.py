@@ -19,7 +19,7 @@ from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.omniglot import Omniglot
 from fewshot_cli.data.pairs import balanced_pairs
-from fewshot_cli.data.sampler import EpisodeSampler
+from fewshot_cli.data.sampler import EpisodeSampler, episode_seed
 from fewshot_cli.engine.figures import save_figure
 from fewshot_cli.engine.pair_figures import dissimilarity_grid, loss_curve_figure
 from fewshot_cli.engine.verification import best_accuracy_threshold, equal_error_rate, roc_auc
@@ -97,6 +97,52 @@ def test_balanced_pairs_need_two_classes_and_a_partner() -> None:
         balanced_pairs(torch.tensor([0, 1, 2]), 4, torch.Generator())
     with pytest.raises(ConfigError, match="at least 2"):
         balanced_pairs(torch.tensor([0, 0, 1]), 1, torch.Generator())
+    with pytest.raises(ConfigError, match="two classes"):
+        balanced_pairs(torch.tensor([4, 4, 4]), 4, torch.Generator())
+    with pytest.raises(ConfigError, match="two classes"):
+        balanced_pairs(torch.tensor([], dtype=torch.long), 4, torch.Generator())
+
+
+def test_balanced_pairs_hold_their_contract_on_unsorted_labels_with_singletons() -> None:
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.cat([torch.randint(-5, 20, (300,), generator=generator), torch.tensor([90, 91, -7])])
+    labels = labels[torch.randperm(len(labels), generator=generator)]  # unsorted, negative ids
+    singletons = [i for i in range(len(labels)) if int((labels == labels[i]).sum()) == 1]
+    assert len(singletons) == 3  # classes of one image: different-pair anchors only
+    left, right, different = balanced_pairs(labels, 2001, generator)
+    same = different == 0
+    assert (left != right).all()
+    assert torch.equal(labels[left[same]], labels[right[same]])
+    assert (labels[left[~same]] != labels[right[~same]]).all()
+    assert not torch.isin(left[same], torch.tensor(singletons)).any()
+    assert torch.isin(left[~same], torch.tensor(singletons)).any()  # still different-pair anchors
+
+
+def test_balanced_pairs_draw_anchors_and_partners_uniformly() -> None:
+    labels = torch.tensor([0, 0, 0, 5, 5, -2])
+    n = 60_000
+    left, right, _ = balanced_pairs(labels, 2 * n, torch.Generator().manual_seed(0))
+    pairs = torch.stack([left, right], dim=1)
+
+    def share(rows: torch.Tensor, pair: tuple[int, int]) -> float:
+        return float((rows == torch.tensor(pair)).all(dim=1).float().mean())
+
+    # same: anchor uniform over the 5 images with a partner, partner uniform over the rest of its class
+    for pair, expected in (((0, 1), 1 / 5 / 2), ((2, 0), 1 / 5 / 2), ((3, 4), 1 / 5), ((5, 0), 0.0)):
+        assert share(pairs[:n], pair) == pytest.approx(expected, abs=0.01)
+    # different: anchor uniform over all 6, partner uniform over the N - k images of other classes
+    for pair, expected in (((0, 5), 1 / 6 / 3), ((3, 1), 1 / 6 / 4), ((5, 4), 1 / 6 / 5), ((0, 1), 0.0)):
+        assert share(pairs[n:], pair) == pytest.approx(expected, abs=0.01)
+
+
+def test_balanced_pairs_scale_linearly_to_200k_labels() -> None:
+    # An N x N bool mask of 200,000 labels would take 40 GB; per-class offsets need a few MB.
+    labels = torch.randint(0, 20_000, (200_000,), generator=torch.Generator().manual_seed(0))
+    left, right, different = balanced_pairs(labels, 1000, torch.Generator().manual_seed(1))
+    same = different == 0
+    assert (left != right).all()
+    assert torch.equal(labels[left[same]], labels[right[same]])
+    assert (labels[left[~same]] != labels[right[~same]]).all()
 
 
 # ---------------------------------------------------------------- verification metrics, by hand
@@ -187,6 +233,33 @@ def test_untrained_bce_head_scores_by_minus_the_mean_l1_distance() -> None:
     with torch.no_grad():
         logit = model.same_logit(left, right)
     assert torch.allclose(logit, -(left - right).abs().mean(dim=1), atol=1e-6)
+
+
+def _pairs_of(model: SiameseNetwork, episode: Episode) -> torch.Tensor:
+    """The training pairs loss_and_logits draws for `episode`: [2, pairs_per_episode] indices."""
+    labels = torch.cat([episode.support_labels, episode.query_labels])
+    left, right, _ = balanced_pairs(labels, model.pairs_per_episode, model.pair_generator(episode))
+    return torch.stack([left, right])
+
+
+def test_siamese_pairs_are_seeded_by_the_episode_not_its_classes() -> None:
+    # Two classes, both in every episode: many episode indices share their class ids in the same order.
+    split = ImageSplit(torch.zeros(8, 1, 4, 4, dtype=torch.uint8), torch.arange(2).repeat_interleave(4),
+                       ["a", "b"], "toy/train")
+    sampler = EpisodeSampler(split, 2, 2, 2, seed=0, stream="train")
+    model = SiameseNetwork(Conv4(), pairs_per_episode=32)
+    episodes = list(sampler.episodes(0, 8))
+    twins = [(i, j) for i in range(8) for j in range(i + 1, 8)
+             if torch.equal(episodes[i].class_ids, episodes[j].class_ids)]
+    assert twins
+    for i, j in twins:
+        assert not torch.equal(_pairs_of(model, episodes[i]), _pairs_of(model, episodes[j]))
+    # The same episode index, drawn again (as after a resume), gets the same pairs.
+    assert torch.equal(_pairs_of(model, episodes[5]), _pairs_of(model, sampler.episode(5)))
+    assert episodes[5].seed == sampler.episode(5).seed == episode_seed(0, "train", 5)
+    # pair_seed still changes the pairs of one episode.
+    other = SiameseNetwork(Conv4(), pairs_per_episode=32, pair_seed=1)
+    assert not torch.equal(_pairs_of(model, episodes[5]), _pairs_of(other, episodes[5]))
 
 
 def test_siamese_rejects_bad_options() -> None:

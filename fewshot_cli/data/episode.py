@@ -19,6 +19,9 @@ class Episode:
         query_labels: [n_way * n_query] episode labels in 0..n_way-1
         class_ids: [n_way] dataset-level class index of each episode class
         class_names: names of the episode classes (CLIP builds prompts from them)
+        seed: the episode's own 64-bit seed, `episode_seed(seed, stream, index)` of the sampler that
+            drew it (fewshot_cli/data/sampler.py), so per-episode randomness (Siamese pairs) differs
+            between episodes and repeats exactly on resume; None for episodes built by hand
     """
 
     support_images: torch.Tensor
@@ -30,3 +33,4 @@ class Episode:
     n_way: int
     n_shot: int
     n_query: int
+    seed: int | None = None

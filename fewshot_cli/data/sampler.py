@@ -14,6 +14,7 @@ device in chunks, and the images are gathered there from a uint8 tensor: no per-
 """
 
 import hashlib
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -22,7 +23,10 @@ from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 INDEX_CHUNK = 64  # episodes whose indices travel to the device in one copy
+SHORT_CLASSES_NAMED = 5  # class names listed in the warning about classes left out of episodes
 
 
 def episode_seed(seed: int, stream: str, index: int) -> int:
@@ -72,6 +76,15 @@ class EpisodeSampler:
         self._check_shape(split, config_key)
         counts = split.class_counts()
         eligible = torch.nonzero(counts >= n_shot + n_query).flatten()
+        short = torch.nonzero(counts < n_shot + n_query).flatten().tolist()
+        if short:
+            # Said once per sampler: otherwise a class silently vanishing from every episode looks
+            # like a smaller dataset (e.g. a person folder with few photos).
+            names = ", ".join(split.class_names[i] for i in short[:SHORT_CLASSES_NAMED])
+            more = ", ..." if len(short) > SHORT_CLASSES_NAMED else ""
+            log.warning("%d of %d classes of %s have fewer than %s.n_shot + %s.n_query = %d images and "
+                        "are left out of its episodes: %s%s", len(short), split.num_classes,
+                        split.name, config_key, config_key, n_shot + n_query, names, more)
         self._class_ids = eligible  # split-level class index of each eligible class
         self._class_names = [split.class_names[i] for i in eligible.tolist()]
         self._counts = counts[eligible]
@@ -141,14 +154,15 @@ class EpisodeSampler:
             if self.device.type == "cuda":
                 image_index = image_index.pin_memory().to(self.device, non_blocking=True)
             for offset, (_, class_pick) in enumerate(picks):
-                yield self._assemble(image_index[offset], class_pick)
+                yield self._assemble(image_index[offset], class_pick, chunk[offset])
 
     def episode(self, index: int) -> Episode:
         """Episode number `index` of this stream."""
         return next(self.episodes(index, 1))
 
-    def _assemble(self, image_index: torch.Tensor, class_pick: torch.Tensor) -> Episode:
-        """Gather [n_way, K+Q] images on the device and split them into support and query."""
+    def _assemble(self, image_index: torch.Tensor, class_pick: torch.Tensor, index: int) -> Episode:
+        """Gather [n_way, K+Q] images on the device and split them into support and query; the
+        Episode carries episode `index`'s seed."""
         images = self._to_float(self._images[image_index])  # [n_way, K+Q, C, H, W]
         shape = images.shape[2:]
         support = images[:, : self.n_shot].reshape(-1, *shape)
@@ -166,6 +180,7 @@ class EpisodeSampler:
             n_way=self.n_way,
             n_shot=self.n_shot,
             n_query=self.n_query,
+            seed=episode_seed(self.seed, self.stream, index),
         )
 
     def _to_float(self, images: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 
 One embedding network (the backbone) is applied to both images of a pair. Training pairs are drawn
 from each episode's images, balanced 50/50 same/different, from the method's own generator seeded by
-the episode's classes, so the generic trainer needs no special case. Few-shot classification compares
+the episode's own seed (two episodes with the same classes get different pairs; a resumed run redraws
+the same ones), so the generic trainer needs no special case. Few-shot classification compares
 each query with every support image and scores a class by its most similar support image (Koch et
 al.'s one-shot rule), so `fewshot eval` scores a Siamese model on the same episodes as every method.
 """
@@ -100,8 +101,15 @@ class SiameseNetwork(FewShotMethod):
             nn.init.zeros_(self.head.bias)
 
     def pair_generator(self, episode: Episode) -> torch.Generator:
-        """The episode's own CPU generator, seeded from its dataset-level class ids (no global RNG)."""
-        key = ",".join(str(c) for c in episode.class_ids.tolist())
+        """The episode's own CPU generator for pairs and distortions (no global RNG).
+
+        Seeded from `episode.seed` (the sampler's per-episode seed) mixed with `pair_seed`, so every
+        episode index gets its own pairs, even when two episodes share their classes, and the same
+        index gets the same pairs again after a resume. Episodes built by hand (seed None) fall back to
+        their dataset-level class ids.
+        """
+        key = (f"episode:{episode.seed}" if episode.seed is not None
+               else ",".join(str(c) for c in episode.class_ids.tolist()))
         return torch.Generator().manual_seed(episode_seed(self.pair_seed, f"pairs:{key}", 0))
 
     def loss_and_logits(self, episode: Episode) -> MethodOutput:
