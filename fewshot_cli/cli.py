@@ -17,10 +17,12 @@ from omegaconf import DictConfig
 
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
 from fewshot_cli.config.locate import config_path
+from fewshot_cli.config.overrides import check_override_keys
 from fewshot_cli.config.resume import merge_resume_config
 from fewshot_cli.engine.checkpoint import load_checkpoint
 from fewshot_cli.engine.trainer import TrainingInterrupted
 from fewshot_cli.errors import FewShotError
+from fewshot_cli.sweep_summary import JobResult
 
 log = logging.getLogger("fewshot_cli")
 
@@ -95,21 +97,22 @@ def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
 
     A user error becomes one logged sentence and exit code 2. In a sweep (-m) no job may take the
     others down: any failure is logged (with its traceback if it is a bug) and the job returns NaN,
-    which sweepers record as a failed trial.
+    which sweepers record as a failed trial, carrying the error for the end-of-sweep summary
+    (fewshot_cli/sweep_summary.py), which then makes the sweep exit non-zero.
     """
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return float(task(cfg).get(metric, float("nan")))
+        return JobResult(float(task(cfg).get(metric, float("nan"))), metric)
     except (FewShotError, TrainingInterrupted) as error:
         log.error("%s", error)
         if multirun and not isinstance(error, TrainingInterrupted):
-            return float("nan")
+            return JobResult.failed(error, user_error=True)
         sys.exit(130 if isinstance(error, TrainingInterrupted) else 2)
-    except Exception:
+    except Exception as error:
         if not multirun:
             raise
         log.exception("job failed; the sweep goes on with the other jobs")
-        return float("nan")
+        return JobResult.failed(error, user_error=False)
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -127,6 +130,13 @@ def main() -> None:
         sys.exit(2)
     sys.argv[0] = f"fewshot {command}"
     sys.argv[1:] = multirun_flag_first(sys.argv[1:])
+    try:
+        # Before Hydra: its own error for a typo'd key suggests `+key=value`, which then runs and
+        # silently ignores the value.
+        check_override_keys(command, sys.argv[1:])
+    except FewShotError as error:
+        print(f"fewshot {command}: {error}", file=sys.stderr)
+        sys.exit(2)
     sys.argv.extend(_torchrun_overrides(command))
     COMMANDS[command]()
 

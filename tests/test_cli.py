@@ -4,6 +4,8 @@ script, on the synthetic tree (data dir and cache passed through the environment
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from fewshot_cli.cli import main, multirun_flag_first
+from fewshot_cli.engine.trainer import TrainingInterrupted
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +84,9 @@ def test_train_writes_the_run_directory(trained: Path) -> None:
     log = (trained / "train.log").read_text()
     assert "training PrototypicalNetworks on omniglot" in log
     assert re.search(r"best\.pt \(episode \d\): test/acc \d+\.\d\d ± ", log)
+    assert f"metrics written to {trained / 'metrics.json'}" in log
+    # trainer.progress_bar=false and seconds-long passes: no progress lines (only one per 30 s).
+    assert " episodes, accuracy so far " not in log
     assert not (trained.parent / "outputs").exists()  # hydra.run.dir was honoured
 
 
@@ -98,7 +104,12 @@ def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert f"{metrics['test/acc']:.2f}" == match.group(1)
     assert f"{metrics['test/acc_ci95']:.2f}" == match.group(2)
-    assert (out / "eval.log").is_file()
+    # No terminal here (stdout and stderr are pipes): progress goes to the log instead of a bar.
+    log = (out / "eval.log").read_text()
+    progress = re.findall(r"\] test: (\d+)/20 episodes, accuracy so far \d+\.\d\d%", log)
+    assert progress == [str(n) for n in range(2, 21, 2)], log
+    assert f"[INFO] {match.group(0)}" in log
+    assert f"metrics written to {out / 'metrics.json'}" in log
 
 
 def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path: Path) -> None:
@@ -171,7 +182,7 @@ def test_top_level_help_exits_zero(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize(("override", "text"), [
-    ("trainer.max_episodez=1", "Could not override 'trainer.max_episodez'"),
+    ("trainer.max_episodez=1", "unknown key trainer.max_episodez; did you mean trainer.max_episodes?"),
     ("trainer.max_episodes=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
 ])
 def test_config_error_exits_without_traceback(override: str, text: str, env: dict[str, str],
@@ -179,6 +190,29 @@ def test_config_error_exits_without_traceback(override: str, text: str, env: dic
     result = run(["train", override], env, tmp_path)
     assert_one_clean_error(result, text)
     assert not (tmp_path / "outputs").exists()  # rejected before any run dir was made
+
+
+@pytest.mark.parametrize("override", ["trainer.max_episodez=5", "+trainer.max_episodez=5"])
+def test_unknown_key_is_refused_with_the_key_meant(override: str, env: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """Hydra's own hint for the typo is `+trainer.max_episodez=5`, which would run and ignore it."""
+    result = run(["train", *TINY, override], env, tmp_path)
+    assert result.returncode == 2
+    assert_one_clean_error(result, "fewshot train: unknown key trainer.max_episodez; "
+                                   "did you mean trainer.max_episodes?")
+    assert "+trainer" not in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_group_key_is_refused_but_eval_may_add_dataset_keys(env: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    typo = run(["train", "dataset.dowload=false"], env, tmp_path)
+    assert typo.returncode == 2
+    assert_one_clean_error(typo, "unknown key dataset.dowload; did you mean dataset.download?")
+    # The documented way to set a key over the checkpoint's dataset node still composes.
+    added = run(["eval", "--cfg", "job", "+dataset.download=false"], env, tmp_path)
+    assert added.returncode == 0, added.stdout
+    assert OmegaConf.create(added.stdout).dataset == {"download": False}
 
 
 def test_data_error_exits_with_one_sentence(env: dict[str, str], tmp_path: Path) -> None:
@@ -231,3 +265,25 @@ def test_resume_refuses_a_method_change(trained: Path, env: dict[str, str], tmp_
     assert result.returncode == 2
     assert_one_clean_error(result, "cannot change method= when resuming")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_interrupt_hint_runs_as_printed_for_a_path_with_a_space_and_equals(
+        trained: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """The command in the interrupt message, pasted into a shell, resumes the run."""
+    awkward = tmp_path / "my runs" / "lr=0.1"
+    shutil.copytree(trained / "checkpoints", awkward / "checkpoints")
+    last = awkward / "checkpoints" / "last.pt"
+    hint = re.search(r"`(.*)`", str(TrainingInterrupted(4, last))).group(1)
+    argv = shlex.split(hint)  # what a POSIX shell passes
+    assert argv[:2] == ["fewshot", "train"] and len(argv) == 3, hint
+    resumed = tmp_path / "resumed"
+    result = run([*argv[1:], "trainer.max_episodes=6", "device=cpu", f"hydra.run.dir={resumed}"],
+                 env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert f"resumed from {last} at episode 4" in result.stdout
+    assert torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["episode"] == 6
+
+
+def test_interrupt_hint_keeps_a_plain_path_unquoted() -> None:
+    last = "outputs/train/2026-01-02_03-04-05_000006/checkpoints/last.pt"
+    assert str(TrainingInterrupted(3, Path(last))).endswith(f"`fewshot train resume_from={last}`")

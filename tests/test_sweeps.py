@@ -4,6 +4,7 @@ submitit_local (the SLURM launcher's local twin) and an Optuna search returning 
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,19 +37,39 @@ def test_launcher_runs_every_job_in_its_own_dir(launcher: str, tiny_train_overri
     assert len(metrics) == 2
     assert sorted(m["seed"] for m in metrics) == [0, 1]
     assert all(0.0 <= m["test/acc"] <= 100.0 for m in metrics)
+    assert f"sweep summary ({sweep_dir}): 2 of 2 jobs succeeded" in result.stdout
+    # Job records written in each launcher's workers reach the launching process's summary.
+    written = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert [(r["job"], r["status"], r["metric"]) for r in written["records"]] == [
+        (0, "ok", "val/best_acc"), (1, "ok", "val/best_acc")]
 
 
-def test_failing_job_does_not_lose_the_others(tiny_train_overrides: list[str], tmp_path: Path) -> None:
-    """Job 1 asks for more classes than the split has; jobs 0 and 2 still finish and keep results."""
+@pytest.mark.parametrize("launcher", ["basic", "local_parallel"])
+def test_failing_job_does_not_lose_the_others(launcher: str, tiny_train_overrides: list[str],
+                                              tmp_path: Path) -> None:
+    """Job 1 asks for more classes than the split has; jobs 0 and 2 still finish and keep results,
+    the summary names each job's result, and the sweep exits 2 (a user error, not a bug)."""
     sweep_dir = tmp_path / "sweep"
     overrides = [o for o in tiny_train_overrides if not o.startswith("train_episodes.n_way")]
-    result = run_fewshot(["train", "-m", "train_episodes.n_way=3,5000,4", *overrides,
-                          f"hydra.sweep.dir={sweep_dir}"], tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "train_episodes.n_way=5000 is larger than" in result.stdout
+    result = run_fewshot(["train", "-m", f"hydra/launcher={launcher}", "train_episodes.n_way=3,5000,4",
+                          *overrides, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert result.returncode == 2, result.stdout[-3000:]
     assert (sweep_dir / "0" / "metrics.json").is_file()
     assert not (sweep_dir / "1" / "metrics.json").exists()
     assert (sweep_dir / "2" / "metrics.json").is_file()
+    summary = result.stdout[result.stdout.index(f"sweep summary ({sweep_dir}): 2 of 3 jobs succeeded"):]
+    assert re.search(r"job +0 +train_episodes\.n_way=3 +val/best_acc \d+\.\d\d$", summary, re.MULTILINE)
+    assert re.search(r"job +1 +train_episodes\.n_way=5000 +FAILED: train_episodes\.n_way=5000 is "
+                     r"larger than the \d+ classes", summary, re.MULTILINE)
+    assert re.search(r"job +2 +train_episodes\.n_way=4 +val/best_acc \d+\.\d\d$", summary, re.MULTILINE)
+    assert "1 of 3 sweep jobs failed; the others kept their results" in summary
+    written = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert (written["jobs"], written["failed"]) == (3, 1)
+    assert [r["status"] for r in written["records"]] == ["ok", "failed", "ok"]
+    assert written["records"][1]["user_error"] is True
+    assert "train_episodes.n_way=5000" in written["records"][1]["overrides"]
+    best = [json.loads((sweep_dir / n / "metrics.json").read_text())["val/best_acc"] for n in "02"]
+    assert [written["records"][i]["value"] for i in (0, 2)] == pytest.approx(best)
 
 
 def test_optuna_search_returns_validation_accuracy(tiny_train_overrides: list[str],

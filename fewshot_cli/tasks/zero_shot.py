@@ -77,9 +77,11 @@ def evaluate_full(
                        if cfg.eval.figures else [])
         p = result.top1 / 100.0
         ci95 = 100.0 * 1.96 * math.sqrt(p * (1.0 - p) / result.n_images)
-        print(f"{cfg.eval.split}/top1 {result.top1:.2f} ± {ci95:.2f}  top5 {result.top5:.2f} "
-              f"(zero-shot, all {result.n_images} images of {split.name}, {split.num_classes} classes)",
-              flush=True)
+        line = (f"{cfg.eval.split}/top1 {result.top1:.2f} ± {ci95:.2f}  top5 {result.top5:.2f} "
+                f"(zero-shot, all {result.n_images} images of {split.name}, {split.num_classes} classes)")
+        # Printed bare for scripts reading stdout, and logged so that eval.log holds the result too.
+        print(line, flush=True)
+        log.info("%s", line)
         metrics: dict[str, Any] = {
             "test/acc": result.top1,
             "test/acc_ci95": ci95,
@@ -112,7 +114,7 @@ def evaluate_full(
     finally:
         if writer is not None:
             writer.close()
-    write_metrics(output_dir, metrics)
+    log.info("metrics written to %s", write_metrics(output_dir, metrics))
     return metrics
 
 

@@ -1,0 +1,57 @@
+"""Override keys checked before Hydra runs, and values quoted so that Hydra reads them back."""
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from fewshot_cli.config.overrides import check_override_keys, quote_override
+from fewshot_cli.errors import ConfigError
+
+
+@pytest.mark.parametrize("path", [
+    "/runs/my run/lr=0.1/last.pt", "/a,b/[x]/last.pt", "/it's/a \"quoted\" dir\\/last.pt",
+    "C:\\runs\\trailing\\", "~/runs/${oc.env:HOME}/last.pt", "null", "1e3",
+])
+def test_quoted_value_parses_back_unchanged(path: str) -> None:
+    override = OverridesParser.create().parse_override(quote_override("resume_from", path))
+    # Hydra keeps `\${` for OmegaConf, which reads it as a literal `${`.
+    assert override.value() == path.replace("${", "\\${")
+
+
+def test_plain_path_stays_unquoted() -> None:
+    assert quote_override("resume_from", "outputs/x/last.pt") == "resume_from=outputs/x/last.pt"
+
+
+@pytest.mark.parametrize(("command", "args", "message"), [
+    ("train", ["trainer.max_episodez=5"],
+     "unknown key trainer.max_episodez; did you mean trainer.max_episodes?"),
+    ("train", ["+trainer.max_episodez=5"], "did you mean trainer.max_episodes?"),
+    ("train", ["-m", "++trainer.max_episodez=5,6"], "did you mean trainer.max_episodes?"),
+    ("train", ["trainr.max_episodes=5"],
+     "unknown key trainr.max_episodes; did you mean trainer.max_episodes?"),
+    ("train", ["sed=3"], "unknown key sed; did you mean seed?"),
+    ("train", ["dataset.dowload=false"], "unknown key dataset.dowload; did you mean dataset.download?"),
+    ("train", ["scheduler.gama=0.5"], "did you mean scheduler.gamma?"),
+    ("train", ["eval.protocol=full"], "unknown key eval.protocol; eval has n_episodes, split, within_group"),
+    ("eval", ["eval.figurs=false"], "did you mean eval.figures?"),
+    ("predict", ["topk=3"], "unknown key topk; did you mean top_k?"),
+])
+def test_unknown_keys_are_refused(command: str, args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("?", r"\?")):
+        check_override_keys(command, args)
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    ("train", ["--cfg", "job", "trainer.max_episodes=5", "seed=1,2", "method=maml", "device=cpu",
+               "device.amp=bf16",
+               "experiment=protonet_omniglot_5w1s", "hydra/launcher=local_parallel", "hydra.sweep.dir=x",
+               "method.inner_steps=3", "method.backbone.hidden_channels=8", "~resume_from",
+               "paths.data_dir=/a b"]),
+    ("train", ["seed=1", "--cfg", "job", "sed=2"]),  # Hydra's argparse refuses this itself
+    ("train", ["--version"]),
+    ("train", ["+dataset.extra_option=1"]),  # group targets may take keys their YAML leaves out
+    ("eval", ["+dataset.download=false", "ckpt_path=x.pt", "eval.protocol=full"]),
+    ("predict", ["top_k=3", "pair=[a.png,b.png]", "device.type=cpu", "paths.cache_dir=x"]),
+    ("train", ["trainer.max_episodes=(("]),  # a syntax error: Hydra reports it
+])
+def test_known_keys_pass(command: str, args: list[str]) -> None:
+    check_override_keys(command, args)
