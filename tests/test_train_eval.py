@@ -255,7 +255,8 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path, tiny_train_ove
         train(compose_config("train", [*tiny_train_overrides, "trainer.max_episodes=6"], out))
     message = str(error.value)
     assert "training loss became nan" in message
-    assert "before episode 3" in message
+    assert "up to episode 3" in message
+    assert "last.pt (episode 2) keeps the last finite state" in message
     assert "optimizer.lr" in message and "trainer.grad_clip" in message
     # The checkpoint of episode 2 is the last finite state; nothing NaN was saved after it.
     last = load_checkpoint(out / "checkpoints" / "last.pt")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from fewshot_cli import __version__
 from fewshot_cli.config.targets import check_targets
@@ -106,6 +107,47 @@ def _file_kind(path: Path) -> str:
 def _writer_version(payload: dict[str, Any]) -> str:
     versions = payload.get("versions")
     return str(versions.get("fewshot_cli", "unknown")) if isinstance(versions, dict) else "unknown"
+
+
+# Config values that size a network's weights: a checkpoint only runs where they are the same.
+SHAPE_KEYS = ("dataset.image_size", "dataset.channels", "method.n_way", "method.image_size",
+              "method.image_channels", "method.input_shape")
+
+
+def load_model_weights(model: torch.nn.Module, checkpoint: dict[str, Any], run_config: Any,
+                       where: str = "the checkpoint") -> None:
+    """model.load_state_dict(checkpoint["model"]), with a mismatch explained in config terms.
+
+    A checkpoint evaluated at another image size (`+dataset.image_size=56` on a 28x28 MAML
+    checkpoint) builds a head of another size, and torch reports `size mismatch for head.weight`;
+    this names the config values that differ from the checkpoint's instead.
+
+    Args:
+        model: the method built from `run_config`.
+        checkpoint: a payload from load_checkpoint (its "config" is what trained the weights).
+        run_config: this run's config (DictConfig or container).
+        where: the checkpoint's name in the message.
+    Raises:
+        CheckpointError: the weights do not fit the model built from this config.
+    """
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        first = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line
+                      or "Missing key" in line or "Unexpected key" in line), str(error).splitlines()[0])
+        saved = OmegaConf.create(checkpoint.get("config") or {})
+        current = run_config if OmegaConf.is_config(run_config) else OmegaConf.create(run_config)
+        differences = [f"{key}={_value(saved, key)} (this run: {_value(current, key)})"
+                       for key in SHAPE_KEYS if _value(saved, key) != _value(current, key)]
+        needs = (f"it was trained with {', '.join(differences)}; run with the checkpoint's values"
+                 if differences else "was it trained with another method or backbone option?")
+        raise CheckpointError(f"the weights of {where} do not fit the model this config builds "
+                              f"({first.rstrip('.')}): {needs}") from error
+
+
+def _value(config: Any, key: str) -> Any:
+    value = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def rng_state() -> dict[str, Any]:

@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import math
+import shlex
 import signal
 import threading
 import time
@@ -17,13 +18,15 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from fewshot_cli.config.overrides import quote_override
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.sampler import EpisodeSampler
-from fewshot_cli.engine.checkpoint import rng_state, save_checkpoint
+from fewshot_cli.engine.checkpoint import load_model_weights, rng_state, save_checkpoint
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.engine.distributed import DistributedContext
 from fewshot_cli.engine.evaluator import evaluate_episodes
-from fewshot_cli.errors import ConfigError, FewShotError, NonFiniteLossError
+from fewshot_cli.engine.schedules import restore_schedule
+from fewshot_cli.errors import FewShotError, NonFiniteLossError
 from fewshot_cli.methods.base import FewShotMethod
 from fewshot_cli.methods.functional import accuracy
 
@@ -45,8 +48,11 @@ class TrainingInterrupted(Exception):
     """SIGINT/SIGTERM arrived; last.pt was saved at a step boundary."""
 
     def __init__(self, episode: int, checkpoint: Path) -> None:
+        # Quoted twice, so that the command pastes into a shell as is even for a path with spaces,
+        # '=' or quotes: once for Hydra's override parser, then for the shell.
+        resume = shlex.quote(quote_override("resume_from", str(checkpoint)))
         super().__init__(f"interrupted after {episode} episodes; continue with "
-                         f"`fewshot train resume_from={checkpoint}`")
+                         f"`fewshot train {resume}`")
 
 
 class Trainer:
@@ -55,7 +61,7 @@ class Trainer:
     Args:
         model: the method, already on its device.
         optimizer, scheduler: built from conf/optimizer and conf/scheduler; the scheduler steps once
-            per optimiser step.
+            per optimiser step (its lengths were converted from episodes by build_scheduler).
         train_sampler, val_sampler: episode streams (val episodes are fixed by eval_seed).
         ctx: device, AMP and memory-format settings.
         settings: the `trainer` config node (counts in episodes).
@@ -85,12 +91,13 @@ class Trainer:
         self.scaler = ctx.grad_scaler()
         self.checkpoint_dir = output_dir / "checkpoints"
         self.history_path = output_dir / "train_history.jsonl"
-        self.tasks_per_step = _check_counts(settings)
+        self.tasks_per_step = settings.tasks_per_step  # counts checked by config/counts.py
         self.distributed = distributed or DistributedContext()
         self.my_tasks = self.distributed.my_tasks(self.tasks_per_step)
         self._interval_loss = torch.zeros((), device=ctx.device)
         self._interval_acc = torch.zeros((), device=ctx.device)
         self._interval_episodes = 0
+        self.last_saved_episode: int | None = None  # episode of the last.pt on disk, if any
 
     @property
     def last_path(self) -> Path:
@@ -212,11 +219,8 @@ class Trainer:
         self._interval_acc.zero_()
         self._interval_episodes = 0
         if not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss became {loss} within the {self.settings.log_every} episodes before "
-                f"episode {episode}; {self.last_path} keeps the last finite state; lower optimizer.lr, "
-                f"set trainer.grad_clip, or use device.amp=none"
-            )
+            raise self._non_finite(f"training loss became {loss} within the episodes up to episode "
+                                   f"{episode}")
         lr = self.optimizer.param_groups[0]["lr"]
         progress.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.2f}", lr=f"{lr:.2e}", refresh=False)
         self._record(episode, {"train/loss": loss, "train/acc": acc, "train/lr": lr,
@@ -246,7 +250,28 @@ class Trainer:
             for name, value in scalars.items():
                 self.writer.add_scalar(name, value, episode)
 
+    def _non_finite(self, what: str) -> NonFiniteLossError:
+        """The error for a NaN/inf loss or weights, saying truthfully what is on disk."""
+        if self.last_saved_episode is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            kept = f"{self.last_path} (episode {self.last_saved_episode}) keeps the last finite state"
+        return NonFiniteLossError(f"{what}; {kept}; lower optimizer.lr, set trainer.grad_clip, or use "
+                                  f"device.amp=none")
+
+    def _check_finite_weights(self, episode: int) -> None:
+        """Refuse to checkpoint NaN/inf weights or optimiser state: a finite loss does not prove
+        them finite (an infinite gradient of the last step is only seen in the next loss). One
+        device sync, at checkpoint time only."""
+        tensors = [p.detach() for p in self.model.parameters()]
+        tensors += [v for state in self.optimizer.state.values() for v in state.values()
+                    if torch.is_tensor(v) and v.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise self._non_finite(f"the weights or optimiser state became NaN or infinite by "
+                                   f"episode {episode} (an infinite gradient)")
+
     def _save(self, path: Path, state: TrainState) -> None:
+        self._check_finite_weights(state.step * self.tasks_per_step)  # every rank stops together
         if not self.distributed.is_main:
             return
         save_checkpoint(path, {
@@ -259,34 +284,22 @@ class Trainer:
             "config": self.config,
             "rng": rng_state(),
         })
+        if path == self.last_path:
+            self.last_saved_episode = state.step * self.tasks_per_step
 
     def restore(self, checkpoint: dict[str, Any]) -> TrainState:
         """Load weights, optimiser, scheduler and progress from a last.pt payload."""
-        self.model.load_state_dict(checkpoint["model"])
+        load_model_weights(self.model, checkpoint, self.config, "the resumed checkpoint")
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        restore_schedule(self.scheduler, checkpoint["scheduler"], self.optimizer)
         self.scaler.load_state_dict(checkpoint["scaler"])
+        self.last_saved_episode = checkpoint["episode"]
         return TrainState(**checkpoint["state"])
 
 
 def _deadline(max_minutes: float | None) -> float:
     """perf_counter() value after which training stops early (inf when there is no time limit)."""
     return math.inf if max_minutes is None else time.perf_counter() + 60.0 * max_minutes
-
-
-def _check_counts(settings: DictConfig) -> int:
-    """Every trainer count is in episodes and must be a positive multiple of tasks_per_step."""
-    tps = settings.tasks_per_step
-    if tps < 1:
-        raise ConfigError(f"trainer.tasks_per_step={tps} must be at least 1")
-    for key in ("max_episodes", "val_every", "log_every", "checkpoint_every", "val_episodes"):
-        value = settings[key]
-        if value < 1:
-            raise ConfigError(f"trainer.{key}={value} must be at least 1")
-        if key != "val_episodes" and value % tps:
-            raise ConfigError(f"trainer.{key}={value} must be a multiple of "
-                              f"trainer.tasks_per_step={tps}")
-    return tps
 
 
 @contextmanager

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fewshot_cli.engine.checkpoint import load_checkpoint
+from fewshot_cli.config.counts import check_eval_counts
+from fewshot_cli.engine.checkpoint import load_checkpoint, load_model_weights
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import write_metrics
@@ -28,12 +29,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     run_cfg = merge_with_checkpoint(cfg, checkpoint["config"] if checkpoint else None)
+    check_eval_counts(run_cfg)  # before any data is read or any model built
     torch.manual_seed(run_cfg.seed)
     ctx = DeviceContext.from_config(run_cfg.device)
     dataset = build_dataset(run_cfg.dataset)
     model = build_method(run_cfg.method, ctx)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_model_weights(model, checkpoint, run_cfg, Path(cfg.ckpt_path).name)
     elif model.trainable:
         log.warning("no ckpt_path given: evaluating an untrained %s", run_cfg.method._target_)
     if resolve_protocol(run_cfg.eval.protocol, dataset, model) == "full":
@@ -43,8 +45,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         sampler = build_sampler(dataset, run_cfg.eval.split, shape, run_cfg.eval_seed, ctx,
                                 "eval_episodes", within_group=run_cfg.eval.within_group)
         estimate = evaluate_episodes(model, sampler, run_cfg.eval.n_episodes, ctx,
-                                     description=run_cfg.eval.split)
-    print(estimate.describe(shape.n_way, shape.n_shot, prefix=f"{run_cfg.eval.split}/acc"), flush=True)
+                                     description=run_cfg.eval.split, progress_lines=10)
+    result = estimate.describe(shape.n_way, shape.n_shot, prefix=f"{run_cfg.eval.split}/acc")
+    # Printed bare for scripts reading stdout, and logged so that eval.log holds the result too.
+    print(result, flush=True)
+    log.info("%s", result)
     metrics = {
         "test/acc": estimate.mean,
         "test/acc_ci95": estimate.ci95,
@@ -65,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "device": str(ctx.device),
     }
     metrics.update(episode_figures(run_cfg, dataset, model, output_dir))  # CLIP methods only
-    write_metrics(output_dir, metrics)
+    log.info("metrics written to %s", write_metrics(output_dir, metrics))
     return metrics
 
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from fewshot_cli.data.att_faces import IMAGE_SUFFIXES, natural_key
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.image_io import is_hidden
-from fewshot_cli.engine.checkpoint import load_checkpoint
+from fewshot_cli.engine.checkpoint import load_checkpoint, load_model_weights
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.errors import ConfigError, DatasetError
 from fewshot_cli.methods.base import FewShotMethod
@@ -66,7 +66,7 @@ def _rebuild(cfg: DictConfig, checkpoint: dict[str, Any],
     if not model.has_embedding:
         raise ConfigError(f"{saved['method']['_target_'].rsplit('.', 1)[-1]} has no image embedding; "
                           f"`fewshot predict` works with embedding methods (protonet, siamese)")
-    model.load_state_dict(checkpoint["model"])
+    load_model_weights(model, checkpoint, node, Path(cfg.ckpt_path).name)
     model.eval()
     return model, dataset
 

@@ -11,11 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from fewshot_cli.config.counts import check_train_counts
 from fewshot_cli.engine.checkpoint import load_checkpoint, restore_rng_state
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.distributed import DistributedContext
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_metrics
+from fewshot_cli.engine.schedules import build_scheduler
 from fewshot_cli.engine.trainer import Trainer, TrainState
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.names import method_name
@@ -30,6 +32,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     Returns the metrics written to `<output_dir>/metrics.json`.
     """
+    check_train_counts(cfg)  # before any data is read, any model built or any file written
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # The config this run trains with: after `resume_from` it is the checkpoint's, which
@@ -39,6 +42,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ctx = DeviceContext.from_config(cfg.device)
     distributed = DistributedContext.from_environment(ctx)  # single process unless torchrun
     dataset = build_dataset(cfg.dataset)
+    if dataset.splits_share_classes:
+        log.warning("%s's val and test splits hold its training classes (an official partition): "
+                    "validation and test measure seen classes, not few-shot learning of new ones; "
+                    "score this checkpoint on another dataset (fewshot eval ... dataset=<name>)",
+                    dataset.name)
     train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes",
                                   within_group=cfg.trainer.within_group,
                                   within_group_key="trainer.within_group")
@@ -48,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not model.trainable:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer=optimizer)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.tasks_per_step)
     writer = open_tensorboard(output_dir, cfg.logger.tensorboard and distributed.is_main)
     started = time.perf_counter()
     with released_cuda_memory():
@@ -68,7 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             metrics.update(pair_report(cfg, trainer.model, dataset, ctx, output_dir, writer,
                                        trainer.best_path))
             metrics["train/wall_time_s"] = time.perf_counter() - started
-            write_metrics(output_dir, metrics)
+            log.info("metrics written to %s", write_metrics(output_dir, metrics))
             log_hparams(writer, _flat_hparams(cfg), {"hparam/test_acc": metrics["test/acc"]})
         finally:
             if writer is not None:
