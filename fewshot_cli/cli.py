@@ -8,16 +8,20 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
 from fewshot_cli.config.locate import config_path
-from fewshot_cli.config.overrides import check_override_keys
+from fewshot_cli.config.overrides import check_override_keys, quote_override, typed_shapes_are_exact
 from fewshot_cli.config.resume import merge_resume_config
 from fewshot_cli.engine.checkpoint import load_checkpoint
 from fewshot_cli.engine.trainer import TrainingInterrupted
@@ -49,9 +53,11 @@ def train_command(cfg: DictConfig) -> float:
     from fewshot_cli.tasks.train import train
 
     def run(config: DictConfig) -> dict[str, Any]:
+        overrides = list(HydraConfig.get().overrides.task)
         if config.resume_from:
             saved = load_checkpoint(config.resume_from)["config"]
-            config = merge_resume_config(config, saved, list(HydraConfig.get().overrides.task))
+            config = merge_resume_config(config, saved, overrides)
+        typed_shapes_are_exact(config, overrides)
         return train(config)
 
     return _report_errors(run, cfg, "val/best_acc")
@@ -62,6 +68,7 @@ def eval_command(cfg: DictConfig) -> float:
     """Entry point of `fewshot eval`; returns test accuracy."""
     from fewshot_cli.tasks.evaluate import evaluate
 
+    typed_shapes_are_exact(cfg, list(HydraConfig.get().overrides.task))
     return _report_errors(evaluate, cfg, "test/acc")
 
 
@@ -138,7 +145,35 @@ def main() -> None:
         print(f"fewshot {command}: {error}", file=sys.stderr)
         sys.exit(2)
     sys.argv.extend(_torchrun_overrides(command))
+    sys.argv.extend(_resume_in_its_run_dir(command, sys.argv[1:]))
     COMMANDS[command]()
+
+
+def _resume_in_its_run_dir(command: str, args: list[str]) -> list[str]:
+    """`fewshot train resume_from=<run>/checkpoints/last.pt` continues in <run> (one TensorBoard run,
+    one history, one train.log), unless hydra.run.dir is given or it is a sweep. The resume's own
+    composed config goes to <run>/.hydra/resume_<time>/, so the run's original .hydra/ is kept."""
+    if command != "train" or any(a in MULTIRUN_FLAGS or a.startswith("hydra.run.dir=") for a in args):
+        return []
+    path = resume_path(args)
+    if path is None or path.parent.name != "checkpoints" or not path.is_file():
+        return []  # not a run's checkpoint: Hydra's new run directory (train() copies best.pt over)
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return [quote_override("hydra.run.dir", str(path.parent.parent)),
+            f"hydra.output_subdir=.hydra/resume_{stamp}"]
+
+
+def resume_path(args: list[str]) -> Path | None:
+    """The checkpoint named by a `resume_from=` override (Hydra's quoting undone), if any."""
+    parser = OverridesParser.create()
+    for text in args:
+        if text.startswith("resume_from="):
+            try:
+                value = parser.parse_override(text).value()
+            except HydraException:
+                return None
+            return Path(str(value)).expanduser() if value else None
+    return None
 
 
 def multirun_flag_first(args: list[str]) -> list[str]:

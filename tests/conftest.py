@@ -112,6 +112,9 @@ def tiny_train_overrides(data_overrides: list[str]) -> list[str]:
         "eval_episodes.n_way=5",
         "eval_episodes.n_shot=1",
         "eval_episodes.n_query=5",
+        # Typed shapes are exact, as `fewshot train` makes them (config/overrides.py).
+        "train_episodes.fit_to_split=false",
+        "eval_episodes.fit_to_split=false",
         "trainer.max_episodes=4",
         "trainer.val_every=2",
         "trainer.checkpoint_every=2",

@@ -147,3 +147,18 @@ def test_non_finite_before_any_checkpoint_says_none_was_written(monkeypatch: pyt
     with pytest.raises(NonFiniteLossError, match=r"no checkpoint had been written yet"):
         train(compose_config("train", [*tiny_train_overrides, "trainer.max_episodes=6"], out))
     assert not (out / "checkpoints" / "last.pt").exists()
+
+
+# ------------------------------------------------------------------ a key the class does not take
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+dataset.dowload=false", r"dataset.dowload is not an option of Omniglot; did you mean "
+                               r"dataset.download\?"),
+    ("+method.temprature=3", r"method.temprature is not an option of PrototypicalNetworks; did you mean "
+                             r"method.temperature\?"),
+])
+def test_an_added_key_the_class_does_not_take_is_one_sentence(override: str, message: str,
+                                                              tiny_train_overrides: list[str],
+                                                              tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(compose_config("train", [*tiny_train_overrides, override], tmp_path / "run"))

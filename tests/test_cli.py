@@ -82,7 +82,7 @@ def test_train_writes_the_run_directory(trained: Path) -> None:
     assert {"test/acc", "test/acc_ci95", "test/n_episodes", "test/n_way", "test/n_shot",
             "train/episodes_per_sec"} <= set(metrics)
     log = (trained / "train.log").read_text()
-    assert "training PrototypicalNetworks on omniglot" in log
+    assert "training protonet on omniglot" in log
     assert re.search(r"best\.pt \(episode \d\): test/acc \d+\.\d\d ± ", log)
     assert f"metrics written to {trained / 'metrics.json'}" in log
     # trainer.progress_bar=false and seconds-long passes: no progress lines (only one per 30 s).
@@ -260,11 +260,49 @@ def test_resume_continues_from_the_saved_episode(trained: Path, env: dict[str, s
 
 
 def test_resume_refuses_a_method_change(trained: Path, env: dict[str, str], tmp_path: Path) -> None:
-    result = run(["train", f"resume_from={trained / 'checkpoints' / 'last.pt'}", "method=protonet",
+    result = run(["train", f"resume_from={trained / 'checkpoints' / 'last.pt'}", "method=maml",
                   f"hydra.run.dir={tmp_path / 'run'}"], env, tmp_path)
     assert result.returncode == 2
-    assert_one_clean_error(result, "cannot change method= when resuming")
+    assert_one_clean_error(result, "cannot change method= when resuming: the checkpoint was trained "
+                                   "with method=protonet")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_same_command_plus_resume_from_continues_in_the_run_directory(env: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    """The issue's input: the first command line plus resume_from= was refused ("the checkpoint was
+    trained with method=PrototypicalNetworks"), and a resume wrote a new run directory, splitting
+    TensorBoard across two folders."""
+    run_dir = tmp_path / "my run"
+    first = ["train", "method=protonet", "dataset=omniglot", *TINY, "trainer.val_every=2",
+             "trainer.checkpoint_every=2", "trainer.log_every=1"]
+    result = run([*first, "trainer.max_episodes=4", f"hydra.run.dir={run_dir}"], env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    (run_dir / "train_history.jsonl").open("a").write('{"episode": 5, "train/loss": 9.0}\n')  # killed
+    last = run_dir / "checkpoints" / "last.pt"
+    result = run([*first, "trainer.max_episodes=6", f"resume_from={last}"], env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert not (tmp_path / "outputs").exists()  # no new run directory
+    assert load_checkpoint_episode(last) == 6
+    assert sorted(history(run_dir)) == [1, 2, 3, 4, 5, 6]
+    assert history(run_dir)[5] != 9.0  # what the killed run logged after last.pt was replaced
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()  # the first run's record is kept
+    assert len(list((run_dir / ".hydra").glob("resume_*/overrides.yaml"))) == 1
+    log = (run_dir / "train.log").read_text()
+    assert log.count("training protonet on omniglot") == 2  # one log, both sessions
+    assert "resumed from" in log
+
+
+def test_resume_with_another_dataset_is_refused(trained: Path, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    result = run(["train", f"resume_from={trained / 'checkpoints' / 'last.pt'}", "dataset=mnist",
+                  f"hydra.run.dir={tmp_path / 'run'}"], env, tmp_path)
+    assert result.returncode == 2
+    assert_one_clean_error(result, "the checkpoint was trained with dataset=omniglot")
+
+
+def load_checkpoint_episode(path: Path) -> int:
+    return torch.load(path, weights_only=True)["episode"]
 
 
 def test_interrupt_hint_runs_as_printed_for_a_path_with_a_space_and_equals(

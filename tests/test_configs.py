@@ -68,7 +68,8 @@ def test_eval_composes_without_dataset_or_method() -> None:
     cfg = compose_config("eval", ["ckpt_path=some/best.pt"], None)
     assert cfg.dataset is None and cfg.method is None and cfg.backbone is None
     assert cfg.ckpt_path == "some/best.pt"
-    assert dict(cfg.eval_episodes) == {"n_way": None, "n_shot": None, "n_query": None}
+    assert dict(cfg.eval_episodes) == {"n_way": None, "n_shot": None, "n_query": None,
+                                        "fit_to_split": None}
     assert cfg.eval.n_episodes is None
 
 
@@ -84,7 +85,7 @@ def test_train_defaults_follow_the_paper() -> None:
     cfg = compose_config("train", [], None)
     assert cfg.method._target_ == "fewshot_cli.methods.protonet.PrototypicalNetworks"
     assert cfg.dataset.split_scheme == "vinyals"
-    assert dict(cfg.train_episodes) == {"n_way": 60, "n_shot": 1, "n_query": 5}
+    assert dict(cfg.train_episodes) == {"n_way": 60, "n_shot": 1, "n_query": 5, "fit_to_split": True}
     assert cfg.optimizer.lr == 1e-3
     assert (cfg.scheduler.step_size, cfg.scheduler.gamma) == (2000, 0.5)
     assert cfg.eval.n_episodes == 1000  # ${dataset.test_episodes}
@@ -201,3 +202,35 @@ def test_unknown_group_option_lists_the_available_ones() -> None:
     with pytest.raises(MissingConfigException, match=r"Could not find 'method/nope'") as error:
         compose_config("train", ["method=nope"], None)
     assert "protonet" in str(error.value)
+
+
+# Each method's paper episode shape (issue: relationnet, maml, matchingnet inherited ProtoNet's
+# 60-way training episodes; siamese on att_faces stopped at "n_way=60 is larger than 30 classes").
+METHOD_SHAPES = {
+    "protonet": ((60, 1, 5), (5, 1, 15)),      # Snell et al. 2017
+    "matchingnet": ((5, 1, 15), (5, 1, 15)),   # Vinyals et al. 2016: train shape = test shape
+    "relationnet": ((5, 1, 19), (5, 1, 15)),   # Sung et al. 2018
+    "maml": ((5, 1, 1), (5, 1, 1)),            # Finn et al. 2017: K queries per class
+    "siamese": ((32, 1, 1), (20, 1, 1)),       # Koch et al. 2015: 32 x 2 images, 20-way one-shot
+    "clip": ((5, 1, 15), (5, 1, 15)),
+    "clip_protonet": ((5, 1, 15), (5, 1, 15)),
+}
+
+
+def test_every_method_option_has_its_default_shape() -> None:
+    assert set(METHOD_SHAPES) == {p.stem for p in (CONF_DIR / "method").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_SHAPES))
+def test_each_method_gets_its_own_default_episodes(method: str) -> None:
+    cfg = compose_config("train", [f"method={method}"], None)
+    for node, shape in zip(("train_episodes", "eval_episodes"), METHOD_SHAPES[method], strict=True):
+        episodes = cfg[node]
+        assert (episodes.n_way, episodes.n_shot, episodes.n_query) == shape
+        assert episodes.fit_to_split  # defaults fit themselves to small datasets
+
+
+def test_an_episodes_choice_still_wins_over_the_method_default() -> None:
+    cfg = compose_config("train", ["method=maml", "episodes=5w5s"], None)
+    assert (cfg.train_episodes.n_way, cfg.train_episodes.n_shot, cfg.train_episodes.n_query) == (5, 5, 15)
+    assert not cfg.train_episodes.fit_to_split  # a chosen shape is exact

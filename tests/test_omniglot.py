@@ -323,16 +323,19 @@ def test_character_folder_without_png(synthetic_data_dir: Path, tmp_path: Path) 
 def test_real_vinyals_split_matches_the_published_split_files(real_data_dir: Path,
                                                               real_cache_dir: Path) -> None:
     dataset = omniglot(real_data_dir, real_cache_dir)
-    split_dir = real_data_dir / "omniglot" / "splits" / "vinyals"
     expected_counts = {"train": 4112, "val": 688, "test": 1692}
+    ours = {}
     for split in SPLITS:
         data = dataset.load_split(split)
         assert data.num_classes == expected_counts[split]
         assert data.images.shape[1:] == (1, 28, 28)
         assert torch.equal(data.class_counts(), torch.full((data.num_classes,), 20))
-        ours = {name.split("/", 1)[1] for name in data.class_names}  # drop images_background/...
-        published_file = split_dir / f"{split}.txt"
-        if published_file.is_file():
-            published = set(published_file.read_text().split())
-            assert ours == published
+        ours[split] = {name.split("/", 1)[1] for name in data.class_names}  # drop images_background/...
+    split_dir = real_data_dir / "omniglot" / "splits" / "vinyals"
+    files = {split: split_dir / f"{split}.txt" for split in SPLITS}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:  # the counts above passed; the comparison this test is named for cannot run
+        pytest.skip(f"published Vinyals split file(s) not found: {', '.join(missing)}")
+    for split in SPLITS:
+        assert ours[split] == set(files[split].read_text().split()), split
 

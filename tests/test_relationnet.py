@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from synthetic_tasks import held_out_accuracy, mean, synthetic_samplers, train_episodes
+from synthetic_tasks import accuracy_gain, mean, synthetic_samplers, train_beside_untrained
 
 from fewshot_cli.backbones.conv4 import Conv4
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
@@ -115,6 +115,8 @@ def test_swapping_the_embedding_to_a_flattening_backbone_is_refused() -> None:
 def test_relation_networks_learn_a_synthetic_task() -> None:
     samplers = synthetic_samplers()
     model = relation_net(width=16)
-    losses = train_episodes(model, samplers.train, n_episodes=24, lr=3e-3)
-    assert mean(losses[-6:]) < mean(losses[:6])
-    assert held_out_accuracy(model, samplers.test, 10) > 0.4  # chance: 0.2
+    losses, untrained_losses, untrained = train_beside_untrained(model, samplers.train, n_episodes=24,
+                                                                 lr=3e-3)
+    assert mean(losses[-6:]) < 0.95 * mean(untrained_losses[-6:])  # 5%: more than float noise
+    gain = accuracy_gain(model, untrained, samplers.test, 20)
+    assert gain.mean - gain.ci95 > 0, gain  # the paired 95% CI of the gain (points) excludes 0

@@ -321,8 +321,11 @@ def test_resume_config_keeps_the_checkpoint_and_applies_plain_overrides(trained_
     assert merged.train_episodes.n_way == 5 and merged.trainer.progress_bar is False  # checkpoint's
     assert merged.trainer.max_episodes == 9  # the command's
     assert merged.paths.output_dir == str(tmp_path) and merged.resume_from == str(last)
-    with pytest.raises(ConfigError, match=r"cannot change method= when resuming"):
-        merge_resume_config(current, saved, ["method=protonet"])
+    merge_resume_config(current, saved, ["method=protonet"])  # the checkpoint's own choice
+    with pytest.raises(ConfigError, match=r"cannot change method= when resuming: the checkpoint was "
+                                          r"trained with method=protonet"):
+        merge_resume_config(compose_config("train", [*data_overrides, "method=maml"], tmp_path), saved,
+                            ["method=maml"])
 
 
 def test_resume_from_a_checkpoint_older_than_the_code(trained_run: dict, tmp_path: Path,

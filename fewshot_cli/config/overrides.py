@@ -153,3 +153,23 @@ def _group_keys(group: str) -> set[str]:
         if option.name.endswith(".yaml"):
             keys.update(k for k in (yaml.safe_load(option.read_text()) or {}) if k != "defaults")
     return keys
+
+
+EPISODE_NODES = ("train_episodes", "eval_episodes")
+
+
+def typed_shapes_are_exact(cfg: Any, overrides: list[str]) -> None:
+    """Turn `fit_to_split` off for an episode shape typed on the command line
+    (`train_episodes.n_way=60`, `eval_episodes.n_query=5`).
+
+    Each method's default shape fits itself to a small dataset (conf/episodes/<method>.yaml); a
+    shape the user typed is what they asked for, so a split too small for it stays an error.
+
+    Args:
+        cfg: the composed config (changed in place).
+        overrides: the command's task overrides as Hydra received them.
+    """
+    typed = {text.lstrip("+~").split("=", 1)[0] for text in overrides}
+    for node in EPISODE_NODES:
+        if typed & {f"{node}.{field}" for field in ("n_way", "n_shot", "n_query")} and cfg.get(node):
+            cfg[node].fit_to_split = False

@@ -2,8 +2,10 @@
 
 A user resuming a killed run should not have to repeat its overrides, so the checkpoint's config is
 the base; command-line overrides of plain keys (e.g. `trainer.max_episodes=60000`) still apply, and
-paths and device always come from the current command. Switching a config group (method=, dataset=)
-would make the checkpoint meaningless, so it is refused.
+paths and device always come from the current command. The same command line plus `resume_from=`
+is accepted: a group choice (method=, dataset=, experiment=, ...) that names what the checkpoint was
+trained with changes nothing; switching to another option would make the checkpoint meaningless, so
+only that is refused.
 """
 
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.names import method_name
 
 ALWAYS_FROM_COMMAND = ("paths", "device", "logger", "resume_from")
 GROUPS_FIXED_BY_CHECKPOINT = ("dataset", "method", "backbone", "episodes", "optimizer", "scheduler",
@@ -42,16 +45,49 @@ def merge_resume_config(current: DictConfig, saved: dict[str, Any], overrides: l
         if root in ALWAYS_FROM_COMMAND or key.startswith("hydra"):
             continue
         if "." not in key and root in GROUPS_FIXED_BY_CHECKPOINT:
-            raise ConfigError(
-                f"cannot change {root}= when resuming: the checkpoint was trained with "
-                f"{root}={_choice(saved, root)}; drop {override!r} or start a new run"
-            )
+            changed = _changed_by_choice(current, saved, root)
+            if changed:
+                raise ConfigError(
+                    f"cannot change {root}= when resuming: the checkpoint was trained with "
+                    f"{changed}; drop {override!r} or start a new run"
+                )
+            continue  # the checkpoint's own choice: its values stay
         OmegaConf.update(merged, key, OmegaConf.select(current, key), force_add=True)
     return merged
 
 
-def _choice(saved: dict[str, Any], group: str) -> str:
-    node = saved.get(group)
-    if isinstance(node, dict):
-        return str(node.get("name") or node.get("_target_", "?")).rsplit(".", 1)[-1]
-    return "its saved value"
+# What each group choice decides, compared between this command and the checkpoint: the class a
+# node builds (and the dataset's name), or the episode shapes. An experiment decides all of them.
+IDENTITY_KEYS = {
+    "method": ("method._target_",),
+    "backbone": ("backbone._target_",),
+    "dataset": ("dataset._target_", "dataset.name"),
+    "optimizer": ("optimizer._target_",),
+    "scheduler": ("scheduler._target_",),
+    "episodes": tuple(f"{node}.{field}" for node in ("train_episodes", "eval_episodes")
+                      for field in ("n_way", "n_shot", "n_query")),
+}
+IDENTITY_KEYS["experiment"] = (*IDENTITY_KEYS["method"], *IDENTITY_KEYS["dataset"])
+
+
+def _changed_by_choice(current: DictConfig, saved: dict[str, Any], group: str) -> str:
+    """'' when choosing `group` this way names the checkpoint's own option, else what it trained with."""
+    saved_config = OmegaConf.create(saved)
+    differs = []
+    for key in IDENTITY_KEYS[group]:
+        was = OmegaConf.select(saved_config, key, default=None, throw_on_resolution_failure=False)
+        now = OmegaConf.select(current, key, default=None, throw_on_resolution_failure=False)
+        if was is not None and was != now:
+            differs.append(_readable(key, was, saved))
+    return ", ".join(dict.fromkeys(differs))
+
+
+def _readable(key: str, value: Any, saved: dict[str, Any]) -> str:
+    """The saved choice as a user types it: method=protonet, dataset=omniglot, ..."""
+    if key == "method._target_":
+        return f"method={method_name(saved.get('method'))}"
+    if key.startswith("dataset."):
+        return f"dataset={(saved.get('dataset') or {}).get('name', value)}"
+    if key.endswith("._target_"):
+        return f"{key.split('.')[0]}={str(value).rsplit('.', 1)[-1]}"
+    return f"{key}={value}"

@@ -20,6 +20,9 @@ class EpisodeShapeSchema:
     n_way: int = 5
     n_shot: int = 1
     n_query: int = 15
+    # Lower n_query, then n_way, to what a split has (logged) instead of stopping: set by each
+    # method's default shape (conf/episodes/<method>.yaml), off when a shape is typed on the command line.
+    fit_to_split: bool = False
 
 
 @dataclass
@@ -29,6 +32,7 @@ class OptionalEpisodeShapeSchema:
     n_way: Optional[int] = None
     n_shot: Optional[int] = None
     n_query: Optional[int] = None
+    fit_to_split: Optional[bool] = None
 
 
 @dataclass

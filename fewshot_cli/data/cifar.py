@@ -127,23 +127,29 @@ class CIFAR100(_CIFAR100Files):
     test images): `fewshot eval method=clip dataset=cifar100` classifies the whole test split. Its
     episodes (100 classes x 100 test images) can be scored by any method as well.
 
-    Splits: train = the 50,000 training images, test = the 10,000 test images. There is no
-    validation split: for episodic training with disjoint classes use `dataset=cifar_fs`.
+    Splits: test = the 10,000 official test images; train and val = the 50,000 official training
+    images, the last VAL_FRACTION of them (10,000) held out as val (as MNIST with all ten digits), so
+    `fewshot train dataset=cifar100` runs; every split holds all 100 classes, so it measures seen
+    classes (the run warns). For episodic training on disjoint classes use `dataset=cifar_fs`.
     """
 
     zero_shot_benchmark: ClassVar[bool] = True
     splits_share_classes: ClassVar[bool] = True  # the official partition: 100 classes in each split
+    VAL_FRACTION: ClassVar[float] = 0.2
 
     def load_split(self, split: str) -> ImageSplit:
-        """uint8 [N, 3, 32, 32] images of the official `split` with fine labels 0..99."""
-        if split not in ("train", "test"):
-            raise DatasetError(
-                f"{self.name} has only the official 'train' and 'test' splits (asked for {split!r}); "
-                f"for episodic training with a validation split use dataset=cifar_fs"
-            )
+        """uint8 [N, 3, 32, 32] images of `split` with fine labels 0..99."""
+        if split not in SPLITS:
+            raise ConfigError(f"split {split!r}; use one of {', '.join(SPLITS)}")
         data = self._decoded()
         names = [readable_name(n) for n in data["label_names"]]
-        return ImageSplit(data[f"{split}_images"], data[f"{split}_labels"], names, f"{self.name}/{split}")
+        if split == "test":
+            images, labels = data["test_images"], data["test_labels"]
+        else:
+            val_start = len(data["train_labels"]) - int(len(data["train_labels"]) * self.VAL_FRACTION)
+            part = slice(0, val_start) if split == "train" else slice(val_start, None)
+            images, labels = data["train_images"][part], data["train_labels"][part]
+        return ImageSplit(images, labels, names, f"{self.name}/{split}")
 
 
 class CIFARFS(_CIFAR100Files):

@@ -15,13 +15,17 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def open_tensorboard(output_dir: Path, enabled: bool) -> Any:
-    """A SummaryWriter on output_dir/tb, or None when logger.tensorboard=false."""
+def open_tensorboard(output_dir: Path, enabled: bool, purge_step: int | None = None) -> Any:
+    """A SummaryWriter on output_dir/tb, or None when logger.tensorboard=false.
+
+    purge_step: on resume, the first episode not covered by last.pt; TensorBoard hides the earlier
+    events of this directory from that step on (the killed run logged them after its last.pt).
+    """
     if not enabled:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(output_dir / "tb"))
+    return SummaryWriter(log_dir=str(output_dir / "tb"), purge_step=purge_step)
 
 
 def log_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:

@@ -118,19 +118,22 @@ class Trainer:
                         dynamic_ncols=True)
         self.model.train()
         deadline = _deadline(self.settings.get("max_minutes"))
+        pace = _Pace(state.step * tps, self.settings.max_episodes, deadline)
         with progress, _deferred_interrupts() as interrupted:
             clock = time.perf_counter()
             for _ in range(state.step, total_steps):
                 self._train_step(episodes)
                 state.step += 1
-                progress.update(tps)
                 episode = state.step * tps
+                progress.total = pace.expected_last_episode(episode)  # true with max_minutes too
+                progress.update(tps)
                 out_of_time = self._agree(time.perf_counter() > deadline)
                 due = self._due(episode, episode if out_of_time else total_steps * tps)
                 if due or interrupted():
                     self.ctx.synchronize()
                     state.train_seconds += time.perf_counter() - clock
                     self._flush(episode, state, progress)
+                    pace.announce_once(episode, self.settings.get("max_minutes"))
                     if "validate" in due:
                         self._validate(episode, state)
                     if "checkpoint" in due or interrupted():
@@ -295,6 +298,41 @@ class Trainer:
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.last_saved_episode = checkpoint["episode"]
         return TrainState(**checkpoint["state"])
+
+
+class _Pace:
+    """Where training will stop and when, from the episodes per second of this session (wall
+    clock, validation included): the progress bar's total and ETA stay true under
+    trainer.max_minutes, and the log says early on how long the run will take."""
+
+    def __init__(self, first_episode: int, max_episodes: int, deadline: float) -> None:
+        self.first_episode, self.max_episodes, self.deadline = first_episode, max_episodes, deadline
+        self.started = time.perf_counter()
+        self.announced = False
+
+    def rate(self, episode: int) -> float:
+        return (episode - self.first_episode) / max(time.perf_counter() - self.started, 1e-9)
+
+    def expected_last_episode(self, episode: int) -> int:
+        """max_episodes, or the episode the time budget will end at if that comes first."""
+        if math.isinf(self.deadline):
+            return self.max_episodes
+        left = max(self.deadline - time.perf_counter(), 0.0)
+        return min(self.max_episodes, max(episode, int(episode + self.rate(episode) * left)))
+
+    def announce_once(self, episode: int, max_minutes: float | None) -> None:
+        """Log the pace and the expected length of the run once (the first logging interval)."""
+        if self.announced or episode <= self.first_episode:
+            return
+        self.announced = True
+        rate = self.rate(episode)
+        last = self.expected_last_episode(episode)
+        hours = (last - episode) / max(rate, 1e-9) / 3600
+        budget = (f"trainer.max_minutes={max_minutes} ends it at about episode {last}"
+                  if last < self.max_episodes else "set trainer.max_minutes=N to stop it earlier"
+                  if max_minutes is None else f"within trainer.max_minutes={max_minutes}")
+        log.info("%.2f episodes/s: the remaining %d episodes take about %s (%s)", rate,
+                 last - episode, f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min", budget)
 
 
 def _deadline(max_minutes: float | None) -> float:

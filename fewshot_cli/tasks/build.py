@@ -1,15 +1,19 @@
 """Building objects from config nodes: datasets, methods and episode samplers."""
 
+import difflib
+import inspect
 import logging
+import re
 from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config.targets import check_role
 from fewshot_cli.data.base import FewShotDataset
+from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.errors import ConfigError, FewShotError
@@ -27,7 +31,7 @@ def build_dataset(node: DictConfig) -> FewShotDataset:
         raise ConfigError(f"dataset {node.get('name', '?')!r} has no loader in this version of "
                           f"fewshot-cli; choose one of the conf/dataset options (dataset=<name>)")
     check_role(node, "dataset", "dataset", ConfigError)  # the class, before anything is called
-    return _instantiate(node)
+    return _instantiate(node, "dataset")
 
 
 def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
@@ -35,7 +39,7 @@ def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
     if node is None:
         raise ConfigError("no method selected; add method=<name> (e.g. method=protonet)")
     check_role(node, "method", "method", ConfigError)  # the class, before anything is called
-    model = _instantiate(node)
+    model = _instantiate(node, "method")
     model = model.to(ctx.device)
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -46,15 +50,34 @@ def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
     return model
 
 
-def _instantiate(node: DictConfig) -> Any:
+def _instantiate(node: DictConfig, group: str) -> Any:
     """hydra's instantiate, but a FewShotError raised by a constructor (a bad option value, missing
-    weights) stays that error, so the CLI reports its one sentence instead of Hydra's wrapper."""
+    weights) stays that error, so the CLI reports its one sentence instead of Hydra's wrapper; a key
+    the class does not take (`+dataset.dowload=false`) becomes one sentence naming the keys it does.
+    """
     try:
         return instantiate(node)
     except InstantiationException as error:
-        if isinstance(error.__cause__, FewShotError):
-            raise error.__cause__ from None
+        cause = error.__cause__
+        if isinstance(cause, FewShotError):
+            raise cause from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        target = re.search(r"Error in call to target '([\w.]+)'", str(error))
+        if isinstance(cause, TypeError) and unexpected and target:
+            # A nested node (method.backbone) names itself in Hydra's message as full_key.
+            where = re.search(r"full_key: ([\w.]+)", str(error))
+            raise ConfigError(_unknown_option(target.group(1), where.group(1) if where else group,
+                                              unexpected.group(1))) from None
         raise
+
+
+def _unknown_option(target: str, group: str, key: str) -> str:
+    """"dataset.dowload is not an option of Omniglot; did you mean dataset.download?" and the like."""
+    cls = get_class(target)
+    options = [name for name in inspect.signature(cls).parameters if name not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(key, options, n=1)
+    hint = f"did you mean {group}.{close[0]}?" if close else f"its options: {', '.join(options)}"
+    return f"{group}.{key} is not an option of {cls.__name__}; {hint}"
 
 
 def build_sampler(
@@ -68,9 +91,49 @@ def build_sampler(
     within_group_key: str = "eval.within_group",
 ) -> EpisodeSampler:
     """Episode sampler over `split` with the N-way K-shot Q-query `shape` from the config
-    (`within_group`: every episode's classes from one class group, e.g. one Omniglot alphabet)."""
+    (`within_group`: every episode's classes from one class group, e.g. one Omniglot alphabet).
+
+    With `shape.fit_to_split` (each method's default shape), a shape larger than the split supplies
+    is lowered to what it supplies and logged (n_query first, then n_way), so `fewshot train method=M
+    dataset=D` runs on every dataset; otherwise the sampler refuses it with a ConfigError.
+    """
+    images = dataset.load_split(split)
+    n_way, n_query = shape.n_way, shape.n_query
+    if shape.get("fit_to_split"):
+        n_way, n_query = fitted_shape(images, shape, config_key, within_group)
     return EpisodeSampler(
-        dataset.load_split(split), shape.n_way, shape.n_shot, shape.n_query, seed=seed,
+        images, n_way, shape.n_shot, n_query, seed=seed,
         stream=split, device=ctx.device, config_key=config_key, mean=dataset.mean, std=dataset.std,
         channels_last=ctx.channels_last, within_group=within_group, within_group_key=within_group_key,
     )
+
+
+def fitted_shape(split: ImageSplit, shape: DictConfig, key: str, within_group: bool) -> tuple[int, int]:
+    """(n_way, n_query) of `shape`, lowered to what `split` supplies.
+
+    n_query is lowered first (to the most queries that still give n_way classes, or every class when
+    fewer exist), then n_way to the classes with n_shot + n_query images (in one class group when
+    `within_group`). A split that cannot give 2 classes of n_shot + 1 images keeps the shape, and the
+    sampler's own error explains it.
+    """
+    counts = split.class_counts()
+
+    def classes_with(n_query: int) -> int:
+        enough = counts >= shape.n_shot + n_query
+        if within_group and split.class_groups is not None and bool(enough.any()):
+            return int(torch.bincount(split.class_groups[enough]).max())
+        return int(enough.sum())
+
+    wanted = min(shape.n_way, classes_with(1))
+    n_query = shape.n_query
+    while n_query > 1 and classes_with(n_query) < wanted:
+        n_query -= 1
+    n_way = min(shape.n_way, classes_with(n_query))
+    if n_way < 2:
+        return shape.n_way, shape.n_query
+    if (n_way, n_query) != (shape.n_way, shape.n_query):
+        log.warning("%s lowered from %d-way %d-shot %d-query to %d-way %d-query: %s has %d classes "
+                    "with at least %d images (the method's default shape fits itself to the dataset; "
+                    "type %s.n_way/n_query=... for an exact shape)", key, shape.n_way, shape.n_shot,
+                    shape.n_query, n_way, n_query, split.name, n_way, shape.n_shot + n_query, key)
+    return n_way, n_query

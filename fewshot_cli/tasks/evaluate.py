@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                                 "eval_episodes", within_group=run_cfg.eval.within_group)
         estimate = evaluate_episodes(model, sampler, run_cfg.eval.n_episodes, ctx,
                                      description=run_cfg.eval.split, progress_lines=10)
-    result = estimate.describe(shape.n_way, shape.n_shot, prefix=f"{run_cfg.eval.split}/acc")
+    result = estimate.describe(sampler.n_way, sampler.n_shot, prefix=f"{run_cfg.eval.split}/acc")
     # Printed bare for scripts reading stdout, and logged so that eval.log holds the result too.
     print(result, flush=True)
     log.info("%s", result)
@@ -54,9 +54,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "test/acc": estimate.mean,
         "test/acc_ci95": estimate.ci95,
         "test/n_episodes": estimate.n_episodes,
-        "test/n_way": shape.n_way,
-        "test/n_shot": shape.n_shot,
-        "test/n_query": shape.n_query,
+        "test/n_way": sampler.n_way,
+        "test/n_shot": sampler.n_shot,
+        "test/n_query": sampler.n_query,
         "test/split": run_cfg.eval.split,
         "test/within_group": bool(run_cfg.eval.within_group),
         "dataset": dataset.name,
@@ -85,7 +85,7 @@ def merge_with_checkpoint(cfg: DictConfig, saved: dict[str, Any] | None) -> Dict
     if saved is None:
         if cfg.method is None:
             raise ConfigError("give ckpt_path=<.../best.pt>, or method=<name> for an untrained method")
-        _fill_nulls(merged.eval_episodes, {"n_way": 5, "n_shot": 1, "n_query": 15})
+        _fill_nulls(merged.eval_episodes, {"n_way": 5, "n_shot": 1, "n_query": 15, "fit_to_split": True})
         method_node = OmegaConf.to_container(merged.method, resolve=False)
         if merged.backbone is None and method_node.get("backbone") == "${backbone}":
             raise ConfigError("without ckpt_path this method needs a backbone: add backbone=<name> "

@@ -57,17 +57,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.tasks_per_step)
-    writer = open_tensorboard(output_dir, cfg.logger.tensorboard and distributed.is_main)
+    resumed = load_checkpoint(cfg.resume_from) if cfg.resume_from else None
+    # A resume continues in the checkpoint's run directory (cli.py points Hydra there): events the
+    # killed run logged after its last.pt are purged, so TensorBoard shows one unbroken run.
+    writer = open_tensorboard(output_dir, cfg.logger.tensorboard and distributed.is_main,
+                              purge_step=resumed["episode"] + 1 if resumed else None)
     started = time.perf_counter()
     with released_cuda_memory():
         try:
             trainer = Trainer(model, optimizer, scheduler, train_sampler, val_sampler, ctx,
                               cfg.trainer, output_dir, OmegaConf.to_container(cfg), writer,
                               distributed)
-            state = _resume(trainer, cfg.resume_from) if cfg.resume_from else TrainState()
-            log.info("training %s on %s (%d train classes) on %s for %d episodes",
-                     cfg.method._target_.rsplit(".", 1)[-1], dataset.name, train_sampler.num_classes,
-                     ctx.device, cfg.trainer.max_episodes)
+            state = _resume(trainer, resumed, cfg.resume_from) if resumed else TrainState()
+            budget = (f"up to {cfg.trainer.max_episodes} episodes or {cfg.trainer.max_minutes} "
+                      f"minutes, whichever comes first" if cfg.trainer.max_minutes is not None
+                      else f"{cfg.trainer.max_episodes} episodes")
+            log.info("training %s on %s (%d train classes) on %s for %s", method_name(cfg.method),
+                     dataset.name, train_sampler.num_classes, ctx.device, budget)
             state = trainer.fit(state)
             if not distributed.is_main:  # rank 0 scores best.pt and writes metrics.json
                 return {}
@@ -84,9 +90,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _resume(trainer: Trainer, path: str) -> TrainState:
-    """Restore last.pt and carry the old run's best.pt and history into this run's directory."""
-    checkpoint = load_checkpoint(path)
+def _resume(trainer: Trainer, checkpoint: dict[str, Any], path: str) -> TrainState:
+    """Restore last.pt; keep the old run's best.pt and its history up to last.pt in this run's
+    directory (the checkpoint's own, unless hydra.run.dir chose another)."""
     state = trainer.restore(checkpoint)
     restore_rng_state(checkpoint["rng"])
     if trainer.distributed.is_main:
@@ -96,13 +102,14 @@ def _resume(trainer: Trainer, path: str) -> TrainState:
 
 
 def _carry_over_run_files(last_path: Path, trainer: Trainer, episode: int) -> None:
-    """Copy best.pt beside `last_path` and the history up to `episode` into the new run directory."""
+    """best.pt beside `last_path` copied here (when this is another directory), and the history
+    kept up to `episode`: what the killed run logged after its last.pt is trained again."""
     old_best = last_path.parent / "best.pt"
     if old_best.is_file() and old_best.resolve() != trainer.best_path.resolve():
         trainer.best_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(old_best, trainer.best_path)
     old_history = last_path.parent.parent / "train_history.jsonl"
-    if old_history.is_file() and old_history.resolve() != trainer.history_path.resolve():
+    if old_history.is_file():
         kept = [line for line in old_history.read_text().splitlines()
                 if line and json.loads(line)["episode"] <= episode]
         trainer.history_path.write_text("".join(line + "\n" for line in kept))
