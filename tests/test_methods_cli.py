@@ -116,8 +116,8 @@ def test_maml_omniglot_presets(shape: str) -> None:
         assert cfg.trainer[key] % tasks == 0
     assert (cfg.method.inner_lr, cfg.method.inner_steps, cfg.method.inner_steps_eval) == (inner_lr, steps, 10)
     assert (cfg.method.head, cfg.method.n_way, cfg.method.first_order) == ("learned", way, False)
-    assert tuple(cfg.train_episodes.values()) == (way, shot, shot)  # K queries per class
-    assert tuple(cfg.eval_episodes.values()) == (way, shot, shot)
+    assert shape_of(cfg.train_episodes) == (way, shot, shot)  # K queries per class
+    assert shape_of(cfg.eval_episodes) == (way, shot, shot)
     assert cfg.eval.n_episodes == 600
     assert cfg.optimizer.lr == 1e-3 and cfg.scheduler._target_.endswith("ConstantLR")
 
@@ -126,7 +126,7 @@ def test_maml_omniglot_presets(shape: str) -> None:
 def test_relationnet_omniglot_presets(shape: str, queries: int) -> None:
     cfg = compose_train([f"experiment=relationnet_omniglot_{shape}"])
     way, shot = SHAPES[shape]
-    assert tuple(cfg.train_episodes.values()) == (way, shot, queries)
+    assert shape_of(cfg.train_episodes) == (way, shot, queries)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (way, shot)
     assert cfg.optimizer.lr == 1e-3 and (cfg.scheduler.step_size, cfg.scheduler.gamma) == (100000, 0.5)
     assert cfg.method.backbone.flatten is False and cfg.method.pool_size == 1
@@ -168,3 +168,7 @@ def test_cifar_fs_and_mini_imagenet_presets_compose_and_size_the_method(
         assert model.feature_dim == 32 * (side // 16) ** 2  # 32 filters, 4 max-pools
     if method == "matchingnet":
         assert cfg.method.fce is True
+
+
+def shape_of(episodes) -> tuple[int, int, int]:
+    return episodes.n_way, episodes.n_shot, episodes.n_query
