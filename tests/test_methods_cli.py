@@ -14,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
 from fewshot_cli.config.locate import source_config_dir
-from fewshot_cli.errors import ConfigError
 from fewshot_cli.tasks.build import build_dataset
 
 REAL_DATA = Path(os.environ.get("FEWSHOT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -129,7 +128,9 @@ def test_relationnet_omniglot_presets(shape: str, queries: int) -> None:
     assert shape_of(cfg.train_episodes) == (way, shot, queries)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (way, shot)
     assert cfg.optimizer.lr == 1e-3 and (cfg.scheduler.step_size, cfg.scheduler.gamma) == (100000, 0.5)
-    assert cfg.method.backbone.flatten is False and cfg.method.pool_size == 1
+    # The top-level Conv-4, switched to maps pooled by its first two blocks (RelationNetworks' doc).
+    assert cfg.method.backbone._target_.endswith(".Conv4") and cfg.method.backbone.map_pooled_blocks == 2
+    assert cfg.method.pool_size == 1
     assert cfg.eval.n_episodes == 1000
 
 
@@ -151,13 +152,10 @@ def test_cifar_fs_and_mini_imagenet_presets_compose_and_size_the_method(
     cfg = compose_train([f"experiment={method}_{dataset}_5w{shot}s"])
     if dataset == "cifar_fs":  # conf/dataset/cifar_fs: the real CIFAR-FS loader
         assert cfg.dataset._target_ == "fewshot_cli.data.cifar.CIFARFS"
-    else:
-        # No miniImageNet loader yet: the node declares the image shape and leaves _target_ missing,
-        # so a run stops at the dataset (one sentence, see build_dataset) instead of training on
-        # something else.
-        assert OmegaConf.is_missing(cfg.dataset, "_target_")
-        with pytest.raises(ConfigError, match="'mini_imagenet' has no loader"):
-            build_dataset(cfg.dataset)
+    else:  # conf/dataset/mini_imagenet: image_folder over Ravi & Larochelle's split CSVs
+        assert cfg.dataset._target_ == "fewshot_cli.data.image_folder.ImageFolder"
+        assert cfg.dataset.split_csv_dir.endswith("/mini_imagenet")
+        assert build_dataset(cfg.dataset).image_size == side  # builds without reading any file
     assert (cfg.dataset.name, cfg.dataset.image_size, cfg.dataset.channels) == (dataset, side, 3)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (5, shot)
     assert cfg.eval.n_episodes == 600

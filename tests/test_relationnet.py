@@ -1,6 +1,7 @@
 """Relation Networks: scores in [0, 1], summed class features, MSE against one-hot labels, any input
-resolution, clear errors for unusable embeddings, the method's own feature-map backbone in the
-config, and learning on a synthetic task."""
+resolution, clear errors for unusable embeddings, the top-level backbone's feature maps (by default
+the same Conv-4 as the former conv4_maps node, so old configs and numbers hold), and learning on a
+synthetic task."""
 
 import pytest
 import torch
@@ -8,8 +9,10 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from synthetic_tasks import accuracy_gain, mean, synthetic_samplers, train_beside_untrained
+from torch import nn
 
 from fewshot_cli.backbones.conv4 import Conv4
+from fewshot_cli.backbones.resnet12 import ResNet12
 from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
 from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.episode import Episode
@@ -77,12 +80,21 @@ def test_relation_module_works_at_any_resolution(side: int, channels: int, pool_
 
 
 def test_unusable_embeddings_are_config_errors() -> None:
-    flat = RelationNetworks(Conv4(flatten=True), feature_channels=64)
+    # A module of no backbone of ours (no use_feature_maps()) that returns vectors.
+    flat = RelationNetworks(nn.Sequential(Conv4(flatten=True)), feature_channels=64)
     with pytest.raises(ConfigError, match="keeps feature maps"):
         flat.loss_and_logits(random_episode())
-    too_small = RelationNetworks(Conv4(pooled_blocks=4, flatten=False), feature_channels=64)
+    too_small = RelationNetworks(Conv4(map_pooled_blocks=4), feature_channels=64)
     with pytest.raises(ConfigError, match=r"1x1, too small"):
         too_small.loss_and_logits(random_episode())
+    # With input_shape (the config's) the maps are checked when the method is built.
+    with pytest.raises(ConfigError, match=r"1x1 at image size 28x28, too small .*\(dataset\.image_size\)"):
+        RelationNetworks(ResNet12(1, channels=[4, 4, 4, 4]), input_shape=[1, 28, 28])
+    with pytest.raises(ConfigError, match=r"method\.input_shape=\[C, H, W\]"):
+        RelationNetworks(Conv4())
+    with pytest.raises(ConfigError, match=r"8-channel maps but method\.feature_channels=4"):
+        RelationNetworks(Conv4(hidden_channels=8, out_channels=8), feature_channels=4,
+                         input_shape=[1, 28, 28])
     wrong_channels = RelationNetworks(Conv4(pooled_blocks=2, flatten=False), feature_channels=32)
     with pytest.raises(ConfigError, match=r"method\.feature_channels=32"):
         wrong_channels.loss_and_logits(random_episode())
@@ -95,21 +107,44 @@ def compose_train(overrides: list[str]):
 
 def test_method_relationnet_alone_gets_a_feature_map_embedding() -> None:
     cfg = compose_train(["method=relationnet"])
-    assert cfg.method.backbone.flatten is False and cfg.method.backbone.pooled_blocks == 2
-    assert cfg.method.feature_channels == 64
+    assert cfg.method.backbone == cfg.backbone  # the top-level choice: conv4 by default
     model = instantiate(cfg.method)
-    assert isinstance(model, RelationNetworks)
+    assert isinstance(model, RelationNetworks) and model.feature_channels == 64
+    assert model.backbone(torch.zeros(2, 1, 28, 28)).shape == (2, 64, 7, 7)  # Sung et al.'s maps
     output = model.loss_and_logits(random_episode(n_way=5, n_shot=1, n_query=1))
     assert output.logits.shape == (5, 5)
-    # The top-level backbone group is left alone (no cross-group override from a method option).
+    # No group's choice is changed from the method option: the config still says a flattening Conv-4;
+    # the method switched the built network to maps.
     assert cfg.backbone.flatten is True
 
 
-def test_swapping_the_embedding_to_a_flattening_backbone_is_refused() -> None:
-    cfg = compose_train(["method=relationnet", "backbone@method.backbone=conv4"])
+CONV4_MAPS_METHOD = {  # the method node of configs (and checkpoints) from before, resolved
+    "_target_": "fewshot_cli.methods.relationnet.RelationNetworks",
+    "backbone": {"_target_": "fewshot_cli.backbones.conv4.Conv4", "in_channels": 1,
+                 "hidden_channels": 64, "out_channels": 64, "pooled_blocks": 2, "flatten": False},
+    "feature_channels": 64, "relation_channels": 64, "hidden_units": 8, "pool_size": 1,
+}
+
+
+def test_the_default_embedding_is_the_former_conv4_maps_network() -> None:
+    torch.manual_seed(0)
+    new = instantiate(compose_train(["method=relationnet"]).method)
+    torch.manual_seed(0)
+    old = instantiate(CONV4_MAPS_METHOD)  # an old checkpoint's config still builds
+    assert list(new.state_dict()) == list(old.state_dict())
+    for key, value in old.state_dict().items():
+        torch.testing.assert_close(new.state_dict()[key], value)
+    episode = random_episode(n_way=5, n_shot=1, n_query=2)
+    torch.testing.assert_close(new.loss_and_logits(episode).logits, old.loss_and_logits(episode).logits)
+
+
+def test_top_level_resnet12_gives_resnet12_maps() -> None:
+    cfg = compose_train(["method=relationnet", "backbone=resnet12", "backbone.channels=[4,4,4,8]",
+                         "dataset.image_size=64"])
     model = instantiate(cfg.method)
-    with pytest.raises(ConfigError, match="conv4_maps"):
-        model.loss_and_logits(random_episode())
+    assert isinstance(model.backbone, ResNet12) and model.feature_channels == 8
+    output = model.loss_and_logits(random_episode(n_way=2, n_shot=1, n_query=1, side=64))
+    assert output.logits.shape == (2, 2)
 
 
 def test_relation_networks_learn_a_synthetic_task() -> None:

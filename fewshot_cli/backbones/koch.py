@@ -74,5 +74,10 @@ class KochNet(nn.Module):
                 nn.init.normal_(module.weight, 0.0, 2e-1)
                 nn.init.normal_(module.bias, 0.5, 1e-2)
 
+    def use_feature_maps(self) -> None:
+        """Return the last conv maps [B, 256, S', S'] from now on, without the sigmoid layer (the
+        interface Relation Networks call; S' >= 4 needs images of at least 89x89)."""
+        self.embedding = nn.Identity()  # dropped, so no parameter goes unused
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.features(images))

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot_cli.backbones.conv4 import conv_block
+from fewshot_cli.backbones.probe import output_shape
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod, MethodOutput
@@ -70,19 +71,42 @@ class RelationNetworks(FewShotMethod):
     Shapes: support [n_way * n_shot, C, H, W], query [n_way * n_query, C, H, W]; embedding maps
     [B, C', H', W']; pairs [n_query_total * n_way, 2C', H', W'] -> logits [n_way * n_query, n_way].
 
+    The embedding is the run's `backbone=` choice (the config passes `backbone: ${backbone}`): every
+    backbone of this project has a `use_feature_maps()` method, called here, that makes it return maps
+    instead of vectors: Conv4 drops its flatten and keeps max-pooling in its first two blocks only (the
+    paper's embedding, the same network as conf/backbone/conv4_maps), ResNet-12 skips its global
+    average pooling, torchvision models are cut before theirs. A module without that method is used
+    as it is and must return maps itself.
+
     Args:
-        backbone: embedding network that returns feature maps [B, C', H', W'] (e.g. Conv4 with
-            flatten=false, pooled_blocks=2: conf/backbone/conv4_maps.yaml).
-        feature_channels: C', the channels of the backbone's maps (64 for Conv-4).
+        backbone: embedding network; returns feature maps [B, C', H', W'] once `use_feature_maps()`
+            (if it has one) was called.
+        feature_channels: C', the channels of the backbone's maps; None: measured by one dummy
+            forward pass at `input_shape` (checkpoints written before input_shape existed give it).
         relation_channels: filters of the relation module's conv blocks (64 in the paper).
         hidden_units: width of the relation module's hidden linear layer (8 in the paper).
         pool_size: side the relation module's conv output is max-pooled to (see RelationModule).
+        input_shape: [C, H, W] of the episode images, to size the relation module from the maps and
+            to refuse maps too small for it before training starts.
     """
 
-    def __init__(self, backbone: nn.Module, feature_channels: int = 64, relation_channels: int = 64,
-                 hidden_units: int = 8, pool_size: int = 1) -> None:
+    def __init__(self, backbone: nn.Module, feature_channels: int | None = None,
+                 relation_channels: int = 64, hidden_units: int = 8, pool_size: int = 1,
+                 input_shape: tuple[int, int, int] | list[int] | None = None) -> None:
         super().__init__()
+        if hasattr(backbone, "use_feature_maps"):
+            backbone.use_feature_maps()
         self.backbone = backbone
+        if input_shape is not None:
+            shape = output_shape(backbone, tuple(input_shape))
+            self._check_maps(shape, f" at image size {input_shape[1]}x{input_shape[2]}")
+            if feature_channels is not None and feature_channels != shape[0]:
+                raise ConfigError(f"the backbone returns {shape[0]}-channel maps but "
+                                  f"method.feature_channels={feature_channels}; make them equal or null")
+            feature_channels = int(shape[0])
+        if feature_channels is None:
+            raise ConfigError("Relation Networks need method.input_shape=[C, H, W] (or "
+                              "method.feature_channels) to size the relation module")
         self.relation = RelationModule(2 * feature_channels, relation_channels, hidden_units, pool_size)
         self.feature_channels = feature_channels
 
@@ -102,22 +126,28 @@ class RelationNetworks(FewShotMethod):
     def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone maps [B, C', H', W'], with a ConfigError naming the fix when they are unusable."""
         maps = self.backbone(images)
-        if maps.ndim != 4:
-            raise ConfigError(
-                f"Relation Networks need a backbone that keeps feature maps, but it returned shape "
-                f"{tuple(maps.shape)}; use the method's default embedding (conf/backbone/conv4_maps: "
-                f"Conv4 with flatten=false, pooled_blocks=2), e.g. backbone@method.backbone=conv4_maps"
-            )
+        self._check_maps(maps.shape[1:])
         if maps.shape[1] != self.feature_channels:
             raise ConfigError(f"the backbone returns {maps.shape[1]}-channel maps but "
                               f"method.feature_channels={self.feature_channels}; make them equal")
-        if min(maps.shape[2:]) < MIN_MAP_SIDE:
-            raise ConfigError(
-                f"the backbone's feature maps are {maps.shape[2]}x{maps.shape[3]}, too small for the "
-                f"relation module's two 2x2 max-pools (at least {MIN_MAP_SIDE}x{MIN_MAP_SIDE}); "
-                f"pool fewer blocks in the embedding (method.backbone.pooled_blocks=2)"
-            )
         return maps
+
+    @staticmethod
+    def _check_maps(shape: torch.Size, where: str = "") -> None:
+        """ConfigError unless `shape` ([C', H', W']) are maps the relation module can take."""
+        if len(shape) != 3:
+            raise ConfigError(
+                f"Relation Networks need a backbone that keeps feature maps, but it returned shape "
+                f"{tuple(shape)}; use one of this project's backbones (backbone=conv4, resnet12, "
+                f"torchvision or koch), which switch to feature maps themselves"
+            )
+        if min(shape[1:]) < MIN_MAP_SIDE:
+            raise ConfigError(
+                f"the backbone's feature maps are {shape[1]}x{shape[2]}{where}, too small for the "
+                f"relation module's two 2x2 max-pools (at least {MIN_MAP_SIDE}x{MIN_MAP_SIDE}); use "
+                f"larger images (dataset.image_size) or an embedding that pools less (the maps' side is "
+                f"1/4 of the image's with backbone=conv4, 1/16 with resnet12, 1/32 with torchvision)"
+            )
 
     @staticmethod
     def class_features(support: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
