@@ -140,3 +140,61 @@ def test_cli_commands_refuse_a_crafted_checkpoint(command: str, route: str, tmp_
     assert "refused before anything ran" in result.stdout
     assert "Traceback" not in result.stdout
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ nodes hidden in strings and keys
+# Found by trying to break the first fix: a string that an OmegaConf resolver turns into a node was not
+# checked (`${oc.create:{_target_: torch.load, ...}}` ran the pickle during eval, predict and resume).
+
+@pytest.mark.parametrize(("route", "value", "message"), [
+    ("method.backbone", "${oc.create:{_target_: torch.save, obj: 1, f: MARKER}}", "resolver 'oc.create'"),
+    ("method.backbone", "${oc.decode:'{_target_: torch.save, obj: 1, f: MARKER}'}", "resolver 'oc.decode'"),
+    ("dataset", {"_target_": "fewshot_cli.data.omniglot.Omniglot", "name": "omniglot", "root": "x",
+                 "cache_dir": "y", "extra": "${oc.create:{_target_: torch.save, obj: 1, f: MARKER}}"},
+     "resolver 'oc.create'"),
+    ("method.backbone", "${stash}", "refers to 'stash', which the checkpoint's config does not have"),
+    ("method", {"_target_": "fewshot_cli.methods.protonet.PrototypicalNetworks", "_partial_": True},
+     "sets _partial_"),
+    ("method", {"_target_": "fewshot_cli.methods.protonet.PrototypicalNetworks", "_recursive_": False,
+                "backbone": "${backbone}"}, "sets _recursive_"),
+    ("method", "just a string", "is a str, not a config node"),
+    ("method", {"_target_": "fewshot_cli.methods.clip_zero_shot.CLIPZeroShot", "model": "MARKER"},
+     "a method without trained weights"),
+])
+def test_nodes_hidden_in_strings_and_special_keys_are_refused(route: str, value, message: str,
+                                                              tmp_path: Path) -> None:
+    marker = tmp_path / "written"
+
+    def with_marker(v):
+        if isinstance(v, str):
+            return v.replace("MARKER", str(marker))
+        return {k: with_marker(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    path = crafted_checkpoint(tmp_path / "best.pt", route, with_marker(value))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_reference_to_another_role_is_caught_when_resolved_for_building() -> None:
+    """`method.backbone: ${optimizer}` names a key the config has, so it passes the load check; the
+    node instantiate would see (an optimizer where a network belongs) is refused at build time."""
+    from omegaconf import OmegaConf
+
+    method = {**GOOD_CONFIG["method"], "backbone": "${optimizer}"}
+    config = OmegaConf.create({**GOOD_CONFIG, "method": method})
+    with pytest.raises(ConfigError, match=r"method.backbone._target_='torch.optim.Adam' is not a network"):
+        check_role(config.method, "method", "method", ConfigError)
+
+
+@pytest.mark.slow
+def test_cli_eval_refuses_a_node_hidden_in_a_string(tmp_path: Path) -> None:
+    pickle_marker = tmp_path / "pickle_ran"
+    torch.save(WritesMarker(pickle_marker), tmp_path / "payload.pt")
+    ckpt = crafted_checkpoint(tmp_path / "best.pt", "method.backbone",
+                              f"${{oc.create:{{_target_: torch.load, f: {tmp_path / 'payload.pt'}, "
+                              f"weights_only: false}}}}")
+    result = _cli(["eval", f"ckpt_path={ckpt}", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "refused before anything ran" in result.stdout and "Traceback" not in result.stdout
+    assert not pickle_marker.exists()

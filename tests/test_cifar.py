@@ -232,3 +232,23 @@ def test_protonet_trains_on_cifar_fs(cifar_data_dir: Path, tmp_path: Path) -> No
     ])
     metrics = train(cfg)
     assert metrics["test/n_episodes"] == 3 and 0.0 <= metrics["test/acc"] <= 100.0
+
+
+class _WritesMarker:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_cifar_file_that_asks_to_run_code_is_refused(tmp_path: Path) -> None:
+    """A data dir may hold anything (and a shared checkpoint names its dataset.root), so the CIFAR
+    pickles are read by an unpickler that builds data only: nothing in them can run."""
+    target = write_fake_cifar100(tmp_path / "cifar100")
+    marker = tmp_path / "code_ran"
+    with (target / "meta").open("wb") as handle:
+        pickle.dump({b"fine_label_names": _WritesMarker(marker)}, handle)
+    with pytest.raises(DatasetError, match=r"asks to run (builtins|io)\.open.*refusing to load it"):
+        CIFARFS(str(tmp_path), str(tmp_path / "cache"), download=False).load_split("train")
+    assert not marker.exists()

@@ -212,11 +212,39 @@ def read_cifar100(folder: Path) -> dict[str, Any]:
     return decoded
 
 
+# What the CIFAR pickles are made of besides builtin containers: numpy arrays (numpy's own pickling
+# hooks, under their numpy 1 and numpy 2 module names) and, in protocol-2 files, bytes via _codecs.
+SAFE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that builds only containers, strings, numbers and numpy arrays.
+
+    A pickle names the functions it calls, so pickle.load of an arbitrary file runs arbitrary code;
+    the data dir (and a shared checkpoint's dataset.root) may hold anything, so nothing outside
+    SAFE_GLOBALS is ever looked up.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it asks to run {module}.{name}, which a CIFAR-100 file "
+                                         f"never does; refusing to load it")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
-    """One CIFAR pickle as a dict with str keys (the files are Python 2 pickles with byte keys)."""
+    """One CIFAR pickle as a dict with str keys (the files are Python 2 pickles with byte keys),
+    read by _DataOnlyUnpickler (no code runs).
+
+    Raises:
+        DatasetError: unreadable, not a dict, or asking for code.
+    """
     try:
         with path.open("rb") as handle:
-            raw = pickle.load(handle, encoding="bytes")
+            raw = _DataOnlyUnpickler(handle, encoding="bytes").load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
         raise DatasetError(f"cannot read CIFAR-100 file {path} ({error}); delete it and download again"
                            ) from error

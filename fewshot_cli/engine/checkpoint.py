@@ -73,7 +73,7 @@ def _read_torch_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
         if found:  # a pickled class or function: loading it would run code
             raise CheckpointError(
                 f"{path} is a PyTorch file holding pickled Python objects ({found.group(1)}), such as "
