@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config, write_synthetic_omniglot
+from image_trees import write_mini_imagenet
 from test_att_faces import write_faces
 from test_cifar import write_fake_cifar100
 from test_mnist import write_idx_mnist
@@ -22,7 +23,7 @@ from fewshot_cli.tasks.train import train
 pytestmark = pytest.mark.slow
 
 TRAINABLE = ("protonet", "matchingnet", "relationnet", "maml", "siamese")
-DATASETS = ("omniglot", "mnist", "att_faces", "cifar_fs", "cifar100")
+DATASETS = ("omniglot", "mnist", "att_faces", "cifar_fs", "cifar100", "mini_imagenet")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def every_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_idx_mnist(data_dir)
     write_fake_cifar100(data_dir / "cifar100", train_per_class=15, test_per_class=5)
     write_faces(data_dir, people=40, images=10)
+    write_mini_imagenet(data_dir)  # image_folder through split CSVs, 84x84 RGB
     return data_dir
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF_DIR, compose_config, write_synthetic_omniglot
+from image_trees import write_cub, write_mini_imagenet, write_split_folders
 from test_att_faces import write_faces
 from test_cifar import write_fake_cifar100
 from test_mnist import write_idx_mnist
@@ -26,6 +27,9 @@ def all_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_idx_mnist(data_dir)
     write_fake_cifar100(data_dir / "cifar100")
     write_faces(data_dir, people=12, images=3)
+    write_mini_imagenet(data_dir, images=2)
+    write_split_folders(data_dir / "split_folders", images=2)
+    write_cub(data_dir)
     return data_dir
 
 
@@ -41,6 +45,16 @@ SCHEMES = [
     ("mnist", ["dataset.classes_split=disjoint"]),
     ("cifar_fs", []),
     *[("att_faces", ["dataset.heldout=3", "dataset.val_people=2", f"dataset.fold={k}"]) for k in range(4)],
+    ("mini_imagenet", []),
+    ("cub", []),
+    # image_folder's three layouts: one folder per class split by ratio (two seeds, two ratios),
+    # train/val/test subfolders, and split CSVs.
+    ("image_folder", ["dataset.root=${paths.data_dir}/att_faces", "dataset.channels=1"]),
+    ("image_folder", ["dataset.root=${paths.data_dir}/att_faces", "dataset.split=[0.5,0.25,0.25]",
+                      "dataset.split_seed=3"]),
+    ("image_folder", ["dataset.root=${paths.data_dir}/split_folders"]),
+    ("image_folder", ["dataset.root=${paths.data_dir}/mini_imagenet/images",
+                      "dataset.split_csv_dir=${paths.data_dir}/mini_imagenet"]),
 ]
 # Official partitions with every class in every split, by design: the zero-shot benchmarks and the
 # cross-domain targets (all ten digits), never few-shot splits of their own.

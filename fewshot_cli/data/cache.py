@@ -69,17 +69,23 @@ def cache_file(cache_dir: str | os.PathLike[str], dataset: str, key: dict[str, A
 
 
 def load_or_build(path: Path, build: Callable[[], dict[str, Any]],
-                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                  settings: dict[str, Any] | None = None, mmap: bool = False) -> dict[str, Any]:
     """Return the cached dict at `path`, or call `build()` and cache its result.
 
     The entry holds only tensors, strings, numbers and lists (loaded with weights_only=True). It is
     written atomically; an unwritable cache dir or a damaged entry costs a rebuild, never a failed
     run. `settings` (the decode settings of the key, without the file fingerprint) are recorded in
     the entry under SETTINGS_ENTRY, so `load_cache_file` can check a copied entry fits the run.
+
+    With `mmap`, tensors are memory-mapped from the file (`torch.load(mmap=True)`; private
+    copy-on-write pages) instead of read into process memory: pixels are paged in when indexed and
+    can be evicted, so a dataset larger than RAM loads, and processes on one machine share the page
+    cache. A freshly built entry is then read back mapped, so the decode buffer is freed and a first
+    run holds the same tensors as later runs (unless the cache could not be written).
     """
     if path.is_file():
         try:
-            return torch.load(path, weights_only=True)
+            return torch.load(path, weights_only=True, mmap=mmap)
         except Exception as error:  # a damaged cache entry is rebuilt, not fatal
             log.warning("ignoring unreadable cache entry %s (%s); rebuilding it", path, error)
     data = build()
@@ -95,11 +101,12 @@ def load_or_build(path: Path, build: Callable[[], dict[str, Any]],
         log.info("cached decoded images at %s", path)
     except OSError as error:
         log.warning("cannot write cache %s (%s); images will be decoded again next run", path, error)
-    return data
+        return data
+    return torch.load(path, weights_only=True, mmap=True) if mmap else data
 
 
 def load_cache_file(path: str | os.PathLike[str], settings: dict[str, Any],
-                    data_folder: Path) -> dict[str, Any]:
+                    data_folder: Path, mmap: bool = False) -> dict[str, Any]:
     """The decoded entry at `path` as-is (`dataset.cache_file`): `data_folder` is not read at all.
 
     For machines that carry only the cache: copy `<cache_dir>/<dataset>-<hash>.pt` from a machine
@@ -109,6 +116,7 @@ def load_cache_file(path: str | os.PathLike[str], settings: dict[str, Any],
         path: a cache entry written by `load_or_build`.
         settings: the decode settings this run needs (dataset name, image size, ...).
         data_folder: the folder a run without the option would read, named in the log.
+        mmap: memory-map the tensors (see `load_or_build`).
 
     Returns:
         The entry's dict, the same tensors a run reading the data folder got when it wrote the entry.
@@ -123,7 +131,7 @@ def load_cache_file(path: str | os.PathLike[str], settings: dict[str, Any],
                            f"(<cache_dir>/<dataset>-<hash>.pt) or dataset.cache_file=null to read "
                            f"{data_folder}")
     try:
-        data = torch.load(path, weights_only=True)
+        data = torch.load(path, weights_only=True, mmap=mmap)
     except Exception as error:  # any unpickling failure means the same thing to the user
         raise DatasetError(f"cannot read dataset.cache_file={path} ({error}); copy it again or set "
                            f"dataset.cache_file=null to decode {data_folder}") from error

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fewshot_cli.config.targets import check_role
 from fewshot_cli.data.base import FewShotDataset
@@ -27,11 +27,26 @@ def build_dataset(node: DictConfig) -> FewShotDataset:
     if node is None:
         raise ConfigError("no dataset selected; add dataset=<name> (e.g. dataset=omniglot)")
     if OmegaConf.is_missing(node, "_target_"):
-        # Presets for datasets without a loader yet (miniImageNet) compose but cannot run.
+        # A preset whose dataset has no loader (`_target_: ???`) composes but cannot run.
         raise ConfigError(f"dataset {node.get('name', '?')!r} has no loader in this version of "
                           f"fewshot-cli; choose one of the conf/dataset options (dataset=<name>)")
     check_role(node, "dataset", "dataset", ConfigError)  # the class, before anything is called
     return _instantiate(node, "dataset")
+
+
+def record_normalisation(node: DictConfig, dataset: FewShotDataset) -> None:
+    """Write the mean/std a dataset computed from its own images (image_folder: its training split)
+    into its config node, when the node gives none.
+
+    Checkpoints carry the config, so `fewshot eval` and `fewshot predict` then normalise as training
+    did, without reading (or even having) the training images, and a resume keeps the same values
+    after images are added. Datasets without computed statistics (mean None) leave the node alone.
+    """
+    if node.get("mean") is not None or dataset.mean is None:
+        return
+    with open_dict(node):
+        node.mean = [float(v) for v in dataset.mean]
+        node.std = [float(v) for v in dataset.std]
 
 
 def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
