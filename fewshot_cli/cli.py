@@ -6,6 +6,7 @@ runs; everything after it (overrides, -m, --cfg job, --info, --help) is Hydra's 
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -108,18 +109,44 @@ def _report_errors(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig
     (fewshot_cli/sweep_summary.py), which then makes the sweep exit non-zero.
     """
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    _TASK_STARTED.append(True)
     try:
         return JobResult(float(task(cfg).get(metric, float("nan"))), metric)
     except (FewShotError, TrainingInterrupted) as error:
         log.error("%s", error)
         if multirun and not isinstance(error, TrainingInterrupted):
             return JobResult.failed(error, user_error=True)
+        if not isinstance(error, TrainingInterrupted):
+            _discard_unused_run_dir()
         sys.exit(130 if isinstance(error, TrainingInterrupted) else 2)
     except Exception as error:
         if not multirun:
             raise
         log.exception("job failed; the sweep goes on with the other jobs")
         return JobResult.failed(error, user_error=False)
+
+
+# Set once a task starts: a SystemExit(1) from Hydra before that is its answer to a bad command line
+# (a wrong type, a missing config), which is a user error like the others (exit code 2).
+_TASK_STARTED: list[bool] = []
+# What Hydra and a task write before doing any work: a run directory holding only these was made by
+# a command that was refused, and is removed with it (nothing half-written is left behind).
+RUN_RECORD_FILES = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def _discard_unused_run_dir() -> None:
+    """Remove what this invocation wrote if it did no work: the run directory Hydra made, or, when it
+    resumed into an existing run, only its own `.hydra/resume_<time>/` record."""
+    hydra_config = HydraConfig.get()
+    run_dir = Path(hydra_config.runtime.output_dir)
+    record = run_dir / str(hydra_config.output_subdir) if hydra_config.output_subdir else None
+    if record is None or not record.is_dir() or {p.name for p in record.iterdir()} - RUN_RECORD_FILES:
+        return
+    made_now = {".hydra", f"{hydra_config.job.name}.log", "run_config.yaml"}
+    if record.parent == run_dir and not {p.name for p in run_dir.iterdir()} - made_now:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif record.parent != run_dir:
+        shutil.rmtree(record, ignore_errors=True)  # a resume refused in an existing run directory
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -146,7 +173,12 @@ def main() -> None:
         sys.exit(2)
     sys.argv.extend(_torchrun_overrides(command))
     sys.argv.extend(_resume_in_its_run_dir(command, sys.argv[1:]))
-    COMMANDS[command]()
+    try:
+        COMMANDS[command]()
+    except SystemExit as stop:
+        if stop.code == 1 and not _TASK_STARTED:
+            sys.exit(2)  # Hydra refused the command line (its message is printed above)
+        raise
 
 
 def _resume_in_its_run_dir(command: str, args: list[str]) -> list[str]:

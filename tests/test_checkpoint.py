@@ -92,8 +92,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_is_not_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"does not exist"):
+    """A newcomer's input: a run folder as ckpt_path said it "does not exist"."""
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", payload())
+    with pytest.raises(CheckpointError, match=r"is a folder; pass the best.pt or last.pt file under its "
+                                              r"checkpoints/ folder \(e.g. .*run/checkpoints/best.pt\)"):
         load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match=r"is a folder; .*checkpoints/ folder$"):
+        load_checkpoint(tmp_path / "run" / "checkpoints")
 
 
 def test_corrupt_file(tmp_path: Path) -> None:

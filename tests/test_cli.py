@@ -189,7 +189,29 @@ def test_config_error_exits_without_traceback(override: str, text: str, env: dic
                                               tmp_path: Path) -> None:
     result = run(["train", override], env, tmp_path)
     assert_one_clean_error(result, text)
+    assert result.returncode == 2  # Hydra's own refusals exit 1; every bad input is 2 here
     assert not (tmp_path / "outputs").exists()  # rejected before any run dir was made
+
+
+@pytest.mark.parametrize("override", ["train_episodes.n_query=0", "+method.temprature=5"])
+def test_a_refused_run_leaves_no_run_directory(override: str, env: dict[str, str], tmp_path: Path) -> None:
+    """A newcomer's input: refused runs left outputs/train/<time>/ behind (.hydra and train.log)."""
+    result = run(["train", *TINY, override], env, tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert not list((tmp_path / "outputs").glob("train/*"))  # nor the run directory itself
+
+
+def test_a_refused_resume_keeps_the_run_directory_but_not_its_own_record(trained: Path, env: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    result = run(["train", f"resume_from={run_dir / 'checkpoints' / 'last.pt'}", "method=maml"], env,
+                 tmp_path)
+    assert result.returncode == 2, result.stdout
+    after = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert after == before  # the checkpoint's run is untouched; no .hydra/resume_<time>/ left
 
 
 @pytest.mark.parametrize("override", ["trainer.max_episodez=5", "+trainer.max_episodez=5"])

@@ -71,6 +71,16 @@ def test_siamese_on_att_faces_fits_the_default_shape(every_dataset: Path, tmp_pa
     assert "train_episodes lowered from 32-way 1-shot 1-query to 30-way 1-query" in caplog.text
 
 
+def test_the_lowered_shape_warning_counts_the_split_s_classes(every_dataset: Path, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A newcomer's input: matchingnet on att_faces said "att_faces/train has 5 classes" (the way,
+    not the 30 training people)."""
+    short_run(every_dataset, tmp_path / "cache", tmp_path / "run",
+              ["method=matchingnet", "dataset=att_faces", *BUDGET])
+    assert ("train_episodes lowered from 5-way 1-shot 15-query to 5-way 9-query: att_faces/train has 30 "
+            "classes with at least 10 images") in caplog.text
+
+
 def test_a_typed_way_is_exact_and_refused_when_too_large(every_dataset: Path, tmp_path: Path) -> None:
     from fewshot_cli.config.overrides import typed_shapes_are_exact
     from fewshot_cli.errors import ConfigError

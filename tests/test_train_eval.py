@@ -346,3 +346,16 @@ def test_resume_from_a_checkpoint_older_than_the_code(trained_run: dict, tmp_pat
     merged.eval.n_episodes = 5
     metrics = train(merged)
     assert metrics["train/episodes"] == 6
+
+
+def test_a_refused_resume_names_the_checkpoint_s_option_as_typed(trained_run: dict, tmp_path: Path,
+                                                                 data_overrides: list[str]) -> None:
+    """A newcomer's input: `scheduler=cosine` on a step-schedule checkpoint said "scheduler=StepLR"."""
+    last = trained_run["dir"] / "checkpoints" / "last.pt"
+    saved = load_checkpoint(last)["config"]
+    current = compose_config("train", [*data_overrides, "scheduler=cosine"], tmp_path)
+    with pytest.raises(ConfigError, match=r"trained with scheduler=step; drop 'scheduler=cosine'"):
+        merge_resume_config(current, saved, ["scheduler=cosine"])
+    current = compose_config("train", [*data_overrides, "optimizer=sgd"], tmp_path)
+    with pytest.raises(ConfigError, match=r"trained with optimizer=adam; drop 'optimizer=sgd'"):
+        merge_resume_config(current, saved, ["optimizer=sgd"])

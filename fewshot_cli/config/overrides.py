@@ -173,3 +173,18 @@ def typed_shapes_are_exact(cfg: Any, overrides: list[str]) -> None:
     for node in EPISODE_NODES:
         if typed & {f"{node}.{field}" for field in ("n_way", "n_shot", "n_query")} and cfg.get(node):
             cfg[node].fit_to_split = False
+
+
+@cache
+def option_name(group: str, target: str) -> str | None:
+    """The option of conf/<group>/ whose `_target_` is `target` (`scheduler`, StepLR -> 'step'), so
+    messages name a choice as users type it; None when no option builds that class."""
+    folder = _config_root() / group
+    if not folder.is_dir():
+        return None
+    for option in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if option.name.endswith(".yaml"):
+            node = yaml.safe_load(option.read_text()) or {}
+            if isinstance(node, dict) and node.get("_target_") == target:
+                return option.name.removesuffix(".yaml")
+    return None

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fewshot_cli.config.overrides import option_name
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.names import method_name
 
@@ -89,5 +90,6 @@ def _readable(key: str, value: Any, saved: dict[str, Any]) -> str:
     if key.startswith("dataset."):
         return f"dataset={(saved.get('dataset') or {}).get('name', value)}"
     if key.endswith("._target_"):
-        return f"{key.split('.')[0]}={str(value).rsplit('.', 1)[-1]}"
+        group = key.split(".")[0]
+        return f"{group}={option_name(group, str(value)) or str(value).rsplit('.', 1)[-1]}"
     return f"{key}={value}"

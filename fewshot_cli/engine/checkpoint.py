@@ -47,6 +47,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             classes (see config/targets.py). Each says in words what the file is not.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        found = sorted(str(p) for p in path.glob("**/checkpoints/*.pt"))[:3]
+        hint = f" (e.g. {', '.join(found)})" if found else ""
+        raise CheckpointError(f"{path} is a folder; pass the best.pt or last.pt file under its "
+                              f"checkpoints/ folder{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a best.pt or last.pt")
     payload = _read_torch_file(path)

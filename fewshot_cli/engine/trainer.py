@@ -259,8 +259,10 @@ class Trainer:
             kept = "no checkpoint had been written yet"
         else:
             kept = f"{self.last_path} (episode {self.last_saved_episode}) keeps the last finite state"
-        return NonFiniteLossError(f"{what}; {kept}; lower optimizer.lr, set trainer.grad_clip, or use "
-                                  f"device.amp=none")
+        fixes = "lower optimizer.lr or set trainer.grad_clip"
+        if self.ctx.amp_dtype is not None:
+            fixes += ", or use device.amp=none"
+        return NonFiniteLossError(f"{what}; {kept}; {fixes}")
 
     def _check_finite_weights(self, episode: int) -> None:
         """Refuse to checkpoint NaN/inf weights or optimiser state: a finite loss does not prove
@@ -327,6 +329,8 @@ class _Pace:
         self.announced = True
         rate = self.rate(episode)
         last = self.expected_last_episode(episode)
+        if last <= episode:
+            return  # the run ends here: nothing to announce
         hours = (last - episode) / max(rate, 1e-9) / 3600
         budget = (f"trainer.max_minutes={max_minutes} ends it at about episode {last}"
                   if last < self.max_episodes else "set trainer.max_minutes=N to stop it earlier"

@@ -150,5 +150,6 @@ def fitted_shape(split: ImageSplit, shape: DictConfig, key: str, within_group: b
         log.warning("%s lowered from %d-way %d-shot %d-query to %d-way %d-query: %s has %d classes "
                     "with at least %d images (the method's default shape fits itself to the dataset; "
                     "type %s.n_way/n_query=... for an exact shape)", key, shape.n_way, shape.n_shot,
-                    shape.n_query, n_way, n_query, split.name, n_way, shape.n_shot + n_query, key)
+                    shape.n_query, n_way, n_query, split.name, classes_with(n_query),
+                    shape.n_shot + n_query, key)
     return n_way, n_query
