@@ -2,7 +2,9 @@
 
 import csv
 import io
+import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,28 +14,35 @@ import yaml
 from matplotlib.lines import Line2D
 
 from fewshot_cli.engine.pair_figures import loss_curve_figure
-from fewshot_cli.reporting.collect import find_runs, read_run
+from fewshot_cli.reporting.collect import CLASS_SPLIT_KEYS, find_runs, read_run
 from fewshot_cli.reporting.curves import curves_figure
 from fewshot_cli.reporting.table import aggregate
 from fewshot_cli.tasks.report import report
 
 PROTONET = {"_target_": "fewshot_cli.methods.protonet.PrototypicalNetworks",
             "distance": "squared_euclidean"}
+OMNIGLOT = {"_target_": "fewshot_cli.data.omniglot.Omniglot", "name": "omniglot",
+            "split_scheme": "vinyals"}
+
+
+_clock = itertools.count(1_700_000_000)  # each run's metrics.json is newer than the one before
 
 
 def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n_shot: int = 1,
               ckpt_path: str | None = None, val_curve: list[float] | None = None,
-              extra: dict | None = None, method: dict | None = PROTONET) -> None:
+              extra: dict | None = None, method: dict | None = PROTONET,
+              dataset: dict | None = OMNIGLOT, n_episodes: int = 1000, ci95: float = 0.2) -> None:
     """A run directory as `fewshot train`/`fewshot eval` leave it (the parts report reads).
 
-    `method` is the .hydra/config.yaml method node; None (`method: null`) as an eval of a
-    checkpoint writes it. metrics.json says "PrototypicalNetworks", as runs before method names did,
-    unless `extra` sets "method".
+    `method` and `dataset` are the .hydra/config.yaml nodes; None (`method: null`) as an eval of a
+    checkpoint writes them, or only the keys it overrode (`{"split_scheme": "lake"}` for
+    `+dataset.split_scheme=lake`). metrics.json says "PrototypicalNetworks", as runs before method
+    names did, unless `extra` sets "method". Runs are written oldest first (metrics.json's mtime).
     """
     (run_dir / ".hydra").mkdir(parents=True)
-    config = {"task": task, "seed": seed, "method": method, "dataset": {"name": "omniglot"}}
+    config = {"task": task, "seed": seed, "method": method, "dataset": dataset}
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    metrics = {"test/acc": acc, "test/acc_ci95": 0.2, "test/n_episodes": 1000, "test/n_way": n_way,
+    metrics = {"test/acc": acc, "test/acc_ci95": ci95, "test/n_episodes": n_episodes, "test/n_way": n_way,
                "test/n_shot": n_shot, "method": "PrototypicalNetworks", "dataset": "omniglot",
                "seed": seed, "device": "cpu"}
     if task == "train":
@@ -42,6 +51,8 @@ def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n
         metrics.update({"ckpt_path": ckpt_path, "ckpt_episode": 3000})
     metrics.update(extra or {})
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    written = next(_clock)
+    os.utime(run_dir / "metrics.json", (written, written))
     if val_curve:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -57,8 +68,10 @@ def outputs(tmp_path: Path) -> Path:
     write_run(root / "0_seed=0", "train", 98.0, seed=0, val_curve=[97.0, 98.5, 99.0])
     write_run(root / "1_seed=1", "train", 99.0, seed=1, val_curve=[96.0, 98.0, 98.8])
     best = root / "0_seed=0" / "checkpoints" / "best.pt"
-    write_run(root / "eval_20w", "eval", 95.0, seed=0, n_way=20, ckpt_path=str(best), method=None)
-    write_run(root / "eval_5w", "eval", 98.4, seed=0, n_way=5, ckpt_path=str(best), method=None)
+    write_run(root / "eval_20w", "eval", 95.0, seed=0, n_way=20, ckpt_path=str(best), method=None,
+              dataset=None)
+    write_run(root / "eval_5w", "eval", 98.4, seed=0, n_way=5, ckpt_path=str(best), method=None,
+              dataset=None)
     (root / "broken").mkdir()
     (root / "broken" / "metrics.json").write_text("{not json")
     return root
@@ -67,9 +80,10 @@ def outputs(tmp_path: Path) -> Path:
 def test_rows_aggregate_seeds_and_compare_with_paper(outputs: Path) -> None:
     rows = {(r.n_way, r.n_shot): r for r in aggregate(find_runs(outputs))}
     five = rows[(5, 1)]
-    # The 5w1s eval of seed 0's checkpoint replaces seed 0's own test pass: samples 98.4 and 99.0.
+    # The 5w1s eval of seed 0's checkpoint (as many episodes, newer) replaces seed 0's own test
+    # pass: one sample per model, 98.4 and 99.0.
     assert five.acc == pytest.approx((98.4 + 99.0) / 2)
-    assert five.seeds == ("0", "1")
+    assert five.seeds == ("0", "1") and five.n_models == 2 and len(five.set_aside) == 1
     assert five.seed_ci95 == pytest.approx(1.96 * 0.4242640687 / 2 ** 0.5, rel=1e-6)
     assert five.paper == 98.8
     assert five.difference == pytest.approx(five.acc - 98.8)
@@ -80,18 +94,25 @@ def test_rows_aggregate_seeds_and_compare_with_paper(outputs: Path) -> None:
 def test_cross_domain_and_within_alphabet_tests_get_their_own_rows(tmp_path: Path) -> None:
     bce = {"_target_": "fewshot_cli.methods.siamese.SiameseNetwork", "loss": "bce"}
     koch = {"method": "SiameseNetwork", "test/within_group": True}
-    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, extra=koch, method=bce)
+    lake = {**OMNIGLOT, "split_scheme": "lake"}
+    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, extra=koch, method=bce, dataset=lake)
     best = str(tmp_path / "koch" / "checkpoints" / "best.pt")
+    mnist = {"_target_": "fewshot_cli.data.mnist.MNIST", "name": "mnist", "classes_split": "all"}
     write_run(tmp_path / "on_mnist", "eval", 60.0, seed=0, n_way=10, ckpt_path=best, method=None,
-              extra={"method": "siamese (bce)", "dataset": "mnist", "train_dataset": "omniglot",
-                     "test/within_group": False})
+              dataset=mnist, extra={"method": "siamese (bce)", "dataset": "mnist",
+                                    "train_dataset": "omniglot", "test/within_group": False})
     write_run(tmp_path / "plain", "train", 90.0, seed=0, n_way=20, extra={"method": "SiameseNetwork"},
-              method=bce)
+              method=bce, dataset=lake)
+    write_run(tmp_path / "vinyals", "train", 85.0, seed=0, n_way=20, extra=koch, method=bce)
     rows = {(r.dataset, r.n_way): r for r in aggregate(find_runs(tmp_path))}
-    assert set(rows) == {("omniglot (within alphabet)", 20), ("omniglot→mnist", 10), ("omniglot", 20)}
-    assert rows[("omniglot (within alphabet)", 20)].paper == 92.0
-    assert rows[("omniglot→mnist", 10)].paper == 70.3
-    assert rows[("omniglot", 20)].paper is None  # Koch's number is for within-alphabet tasks only
+    assert set(rows) == {("omniglot (split_scheme=lake, within alphabet)", 20),
+                         ("omniglot→mnist (classes_split=all)", 10),
+                         ("omniglot (split_scheme=lake)", 20), ("omniglot (within alphabet)", 20)}
+    assert rows[("omniglot (split_scheme=lake, within alphabet)", 20)].paper == 92.0
+    assert rows[("omniglot→mnist (classes_split=all)", 10)].paper == 70.3
+    # Koch's number is for within-alphabet tasks on the Lake split's test alphabets only.
+    assert rows[("omniglot (split_scheme=lake)", 20)].paper is None
+    assert rows[("omniglot (within alphabet)", 20)].paper is None
     assert {r.method for r in rows.values()} == {"siamese (bce)"}
 
 
@@ -102,6 +123,126 @@ def test_contrastive_siamese_is_not_compared_with_kochs_bce_network(tmp_path: Pa
     (row,) = aggregate(find_runs(tmp_path))
     assert (row.method, row.dataset, row.paper) == ("siamese (contrastive)", "omniglot (within alphabet)",
                                                     None)
+
+
+# --- one row per set of test classes, one result per trained model ----------------------------------
+
+def newcomers_outputs(root: Path) -> Path:
+    """The quick start's training run (seed 0, 1000 test episodes) and three `fewshot eval`s of its
+    best.pt: eval.n_episodes=2, eval.n_episodes=5, and eval.n_episodes=5 +dataset.split_scheme=lake.
+    The evals' metrics.json as evaluate.py writes it; their config has `method: null` and, for the
+    third, `dataset: {split_scheme: lake}`."""
+    train = root / "train" / "2025-01-01_10-00-00"
+    write_run(train, "train", 94.06, seed=0, ci95=0.36, extra={"method": "protonet", "test/n_query": 15,
+                                                               "test/split": "test"})
+    best = str(train / "checkpoints" / "best.pt")
+    eval_metrics = {"method": "protonet", "train_dataset": "omniglot", "test/n_query": 15,
+                    "test/split": "test", "test/within_group": False}
+    for name, acc, ci95, episodes, dataset in (("10-05-00", 100.0, 0.0, 2, None),
+                                               ("10-06-00", 92.0, 6.0, 5, None),
+                                               ("10-07-00", 91.2, 11.13, 5, {"split_scheme": "lake"})):
+        write_run(root / "eval" / f"2025-01-01_{name}", "eval", acc, seed=0, ckpt_path=best, method=None,
+                  dataset=dataset, n_episodes=episodes, ci95=ci95, extra=eval_metrics)
+    return root
+
+
+def test_newcomers_re_evaluations_are_one_model_and_the_lake_split_its_own_row(tmp_path: Path) -> None:
+    """Before: one row "3 (0) | 94.40 ± 5.71 | 1.60 | 5 | ... | 98.8 | -4.40" (the 1000-episode
+    test dropped, three evals of one checkpoint counted as three runs, the Lake test averaged in)."""
+    root = newcomers_outputs(tmp_path / "outputs")
+    rows = {r.dataset: r for r in aggregate(find_runs(root))}
+    assert set(rows) == {"omniglot", "omniglot (split_scheme=lake)"}
+    vinyals = rows["omniglot"]
+    assert (vinyals.acc, vinyals.episode_ci95, vinyals.n_episodes) == (94.06, 0.36, (1000, 1000))
+    assert (vinyals.n_models, vinyals.seeds, vinyals.seed_ci95) == (1, ("0",), None)
+    assert vinyals.paper == 98.8 and vinyals.difference == pytest.approx(94.06 - 98.8)
+    assert sorted(n for _, n in vinyals.set_aside) == [2, 5]
+    lake = rows["omniglot (split_scheme=lake)"]
+    assert (lake.acc, lake.n_episodes, lake.n_models, lake.seed_ci95, lake.paper) == (
+        91.2, (5, 5), 1, None, None)
+    assert lake.episodes_trained == 3000 and lake.wall_time_s == 120.0  # the model's training run
+    markdown = report(root, tmp_path / "out")
+    assert ("| protonet | omniglot | 5-way 1-shot | 1 (0) | 94.06 ± 0.36 |  | 1000 | 3000 | 2.0 min "
+            "| 98.8 | -4.74 | cpu | 2 |") in markdown
+    assert ("| protonet | omniglot (split_scheme=lake) | 5-way 1-shot | 1 (0) | 91.20 ± 11.13 |  | 5 "
+            "| 3000 | 2.0 min |  |  | cpu |  |") in markdown
+    assert "eval/2025-01-01_10-05-00 (2 episodes), eval/2025-01-01_10-06-00 (5 episodes); kept " \
+           "train/2025-01-01_10-00-00 (1000 episodes)" in markdown
+
+
+def test_two_models_with_re_evaluations_get_a_ci_over_models(tmp_path: Path) -> None:
+    """Seed 0 re-evaluated with more episodes (replaces its train-time test) and with fewer (set
+    aside); seed 1 only its train-time test. Test episodes differ across the kept results: a range."""
+    write_run(tmp_path / "seed0", "train", 97.0, seed=0, n_episodes=600)
+    best0 = str(tmp_path / "seed0" / "checkpoints" / "best.pt")
+    write_run(tmp_path / "seed0_long", "eval", 98.0, seed=0, ckpt_path=best0, method=None, dataset=None,
+              n_episodes=2000, ci95=0.1)
+    write_run(tmp_path / "seed0_short", "eval", 90.0, seed=0, ckpt_path=best0, method=None, dataset=None,
+              n_episodes=100)
+    write_run(tmp_path / "seed1", "train", 99.0, seed=1, n_episodes=600)
+    (row,) = aggregate(find_runs(tmp_path))
+    assert (row.n_models, row.seeds, row.n_episodes) == (2, ("0", "1"), (600, 2000))
+    assert row.acc == pytest.approx(98.5) and row.episode_ci95 == pytest.approx(0.15)
+    assert row.seed_ci95 == pytest.approx(1.96 * 0.5)  # stdev(98, 99) / √2 = 0.5
+    assert {p.name for p, _ in row.kept} == {"seed0_long", "seed1"}
+    assert {p.name for p, _ in row.set_aside} == {"seed0", "seed0_short"}
+    assert row.episodes_trained == 3000 and row.wall_time_s == 120.0
+    markdown = report(tmp_path, tmp_path / "out")
+    assert "| 2 (0, 1) | 98.50 ± 0.15 | 0.98 | 600–2000 |" in markdown
+    (csv_row,) = csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text()))
+    assert (csv_row["n_models"], csv_row["n_episodes"], csv_row["n_set_aside"]) == ("2", "600-2000", "2")
+
+
+def test_equal_episodes_keep_the_newest_result(tmp_path: Path) -> None:
+    write_run(tmp_path / "train", "train", 97.0, seed=0)
+    best = str(tmp_path / "train" / "checkpoints" / "best.pt")
+    write_run(tmp_path / "eval_b", "eval", 96.0, seed=0, ckpt_path=best, method=None, dataset=None)
+    write_run(tmp_path / "eval_a", "eval", 95.0, seed=0, ckpt_path=best, method=None, dataset=None)
+    (row,) = aggregate(find_runs(tmp_path))
+    assert row.acc == 95.0 and row.n_models == 1 and len(row.set_aside) == 2
+
+
+def test_eval_inherits_its_checkpoints_class_split_and_val_split_is_its_own_row(tmp_path: Path) -> None:
+    write_run(tmp_path / "lake", "train", 97.0, seed=0, dataset={**OMNIGLOT, "split_scheme": "lake"})
+    best = str(tmp_path / "lake" / "checkpoints" / "best.pt")
+    write_run(tmp_path / "again", "eval", 96.0, seed=0, ckpt_path=best, method=None, dataset=None,
+              n_episodes=5000)  # no dataset override: the checkpoint's Lake split
+    write_run(tmp_path / "vinyals", "eval", 95.0, seed=0, ckpt_path=best, method=None,
+              dataset={"split_scheme": "vinyals"})
+    write_run(tmp_path / "val", "eval", 99.0, seed=0, ckpt_path=best, method=None, dataset=None,
+              extra={"test/split": "val"})
+    rows = {r.dataset: r for r in aggregate(find_runs(tmp_path))}
+    assert set(rows) == {"omniglot (split_scheme=lake)", "omniglot",
+                         "omniglot (split_scheme=lake, eval.split=val)"}
+    assert rows["omniglot (split_scheme=lake)"].acc == 96.0  # 5000 episodes beat the train-time 1000
+    assert rows["omniglot"].paper == 98.8 and rows["omniglot"].acc == 95.0
+    assert rows["omniglot (split_scheme=lake, eval.split=val)"].paper is None
+
+
+def test_mnist_class_split_is_labelled_and_att_faces_folds_are_replicates(tmp_path: Path) -> None:
+    mnist = {"_target_": "fewshot_cli.data.mnist.MNIST", "name": "mnist"}
+    for name, node in (("default", {**mnist, "classes_split": "disjoint", "test_classes": [7, 8, 9]}),
+                       ("all", {**mnist, "classes_split": "all", "test_classes": [7, 8, 9]}),
+                       ("five", {**mnist, "test_classes": [5, 6, 7, 8, 9]})):
+        write_run(tmp_path / name, "train", 90.0, seed=0, n_way=3, dataset=node, extra={"dataset": "mnist"})
+    faces = {"_target_": "fewshot_cli.data.att_faces.ATTFaces", "name": "att_faces", "heldout": 5}
+    for fold, acc in enumerate((80.0, 90.0)):
+        write_run(tmp_path / f"fold{fold}", "train", acc, seed=0, dataset={**faces, "fold": fold},
+                  extra={"dataset": "att_faces"})
+    write_run(tmp_path / "three", "train", 85.0, seed=0, n_way=3, dataset={**faces, "heldout": 3},
+              extra={"dataset": "att_faces"})
+    rows = {r.dataset: r for r in aggregate(find_runs(tmp_path))}
+    assert set(rows) == {"mnist", "mnist (classes_split=all)", "mnist (test_classes=5,6,7,8,9)",
+                         "att_faces", "att_faces (heldout=3)"}
+    folds = rows["att_faces"]
+    assert (folds.n_models, folds.seeds, folds.acc) == (2, ("0",), 85.0) and folds.seed_ci95 is not None
+
+
+def test_class_split_defaults_match_the_dataset_configs() -> None:
+    conf = Path(__file__).resolve().parent.parent / "conf" / "dataset"
+    for name, defaults in CLASS_SPLIT_KEYS.items():
+        node = yaml.safe_load((conf / f"{name}.yaml").read_text())
+        assert {key: node[key] for key in defaults} == defaults, name
 
 
 # --- methods are named as users type them (methods.names) -----------------------------------------
@@ -152,8 +293,9 @@ def test_run_config_of_a_resumed_run_wins_over_the_command_line_config(tmp_path:
 def test_report_curves_get_one_panel_per_dataset(tmp_path: Path) -> None:
     write_run(tmp_path / "omni", "train", 98.0, seed=0, val_curve=[97.0, 98.0])
     write_run(tmp_path / "cifar", "train", 55.0, seed=1, val_curve=[40.0, 50.0],
-              extra={"dataset": "cifar_fs"})
-    write_run(tmp_path / "cifar_eval", "eval", 56.0, seed=1, method=None, extra={"dataset": "cifar_fs"})
+              extra={"dataset": "cifar_fs"}, dataset={"name": "cifar_fs"})
+    write_run(tmp_path / "cifar_eval", "eval", 56.0, seed=1, method=None, extra={"dataset": "cifar_fs"},
+              dataset={"name": "cifar_fs"})
     figure = curves_figure(find_runs(tmp_path))
     assert figure is not None
     panels = {axis.get_title(): axis for axis in figure.axes}
@@ -197,7 +339,8 @@ def test_report_writes_markdown_csv_and_curves(outputs: Path, tmp_path: Path) ->
     assert "PrototypicalNetworks" not in markdown
     assert "| 98.8 | -0.10 |" in markdown
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text())))
-    assert {(r["n_way"], r["n_runs"]) for r in rows} == {("5", "2"), ("20", "1")}
+    assert {(r["n_way"], r["n_models"], r["n_set_aside"]) for r in rows} == {("5", "2", "1"),
+                                                                            ("20", "1", "0")}
     png = tmp_path / "out" / "report_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

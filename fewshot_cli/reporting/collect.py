@@ -31,6 +31,20 @@ class RunRecord:
     wall_time_s: float | None
     device: str
     source_run: Path | None = None  # eval runs: the run directory that wrote the checkpoint
+    n_query: int | None = None      # query images per class in each test episode
+    written: float = 0.0            # metrics.json's modification time (which of two results is newer)
+
+    @property
+    def model(self) -> str:
+        """The trained model this result belongs to (its replicate): the training run directory, i.e.
+        the run itself for `fewshot train` and the checkpoint's run (ckpt_path) for `fewshot eval`.
+        An eval without a checkpoint (an untrained or zero-shot model) is the model its method builds
+        with its seed."""
+        if self.task == "train":
+            return str(self.path)
+        if self.source_run is not None:
+            return str(self.source_run)
+        return f"untrained {self.method} seed={self.seed}"
 
 
 def find_runs(root: Path) -> list[RunRecord]:
@@ -54,11 +68,12 @@ def read_run(run_dir: Path) -> RunRecord | None:
     if "test/acc" not in metrics:
         return None
     config = _load_config(run_dir)
+    source_run = _source_run(metrics.get("ckpt_path"))
     return RunRecord(
         path=run_dir,
         task=str(config.get("task", "train" if "train/episodes" in metrics else "eval")),
         method=_method(run_dir, config, metrics),
-        dataset=dataset_label(metrics, config),
+        dataset=dataset_label(metrics, tested_dataset_node(run_dir, config, source_run)),
         n_way=int(metrics["test/n_way"]),
         n_shot=int(metrics["test/n_shot"]),
         seed=metrics.get("seed", config.get("seed")),
@@ -68,24 +83,85 @@ def read_run(run_dir: Path) -> RunRecord | None:
         episodes_trained=metrics.get("train/episodes", metrics.get("ckpt_episode")),
         wall_time_s=metrics.get("train/wall_time_s"),
         device=str(metrics.get("device_name") or metrics.get("device", "?")),
-        source_run=_source_run(metrics.get("ckpt_path")),
+        source_run=source_run,
+        n_query=None if metrics.get("test/n_query") is None else int(metrics["test/n_query"]),
+        written=(run_dir / "metrics.json").stat().st_mtime,
     )
 
 
 GROUP_NAMES = {"omniglot": "alphabet"}  # what a dataset's class groups are called in the table
 
+# Per dataset, the config keys that decide which classes the test split holds, with their defaults
+# (conf/dataset/<name>.yaml; tests/test_report.py checks they agree). A non-default value is part
+# of the row label: Omniglot's Lake split tests other characters than Vinyals', so neither its mean
+# nor a paper's number may be shared. att_faces' `fold` is deliberately absent: a fold is one
+# replicate of a k-fold cross-validation over people (the dataset's docstring: report the mean over
+# folds), so the folds of one setting are averaged in one row, like seeds.
+CLASS_SPLIT_KEYS: dict[str, dict[str, Any]] = {
+    "omniglot": {"split_scheme": "vinyals"},
+    "mnist": {"classes_split": "disjoint", "test_classes": [7, 8, 9]},
+    "att_faces": {"heldout": 5},
+}
 
-def dataset_label(metrics: dict[str, Any], config: dict[str, Any]) -> str:
-    """The tested dataset as the table shows it: "train→test" for a cross-domain eval (an Omniglot
-    checkpoint scored on MNIST) and "(within alphabet)" for episodes drawn inside one class group
-    (Koch et al.'s protocol), so neither is averaged with, or compared to the paper number of, the
-    ordinary setting."""
-    tested = str(metrics.get("dataset") or (config.get("dataset") or {}).get("name", "?"))
+
+def dataset_label(metrics: dict[str, Any], node: dict[str, Any] | None = None) -> str:
+    """The tested dataset as the table shows it, one label per set of test classes.
+
+    `node` is the tested dataset's config node (`tested_dataset_node`). The label is the dataset's
+    name, "train→test" for a cross-domain eval (an Omniglot checkpoint scored on MNIST), then in
+    parentheses whatever changes the test classes or the episodes: a non-default class split
+    (`split_scheme=lake`, `classes_split=all`; CLASS_SPLIT_KEYS), a split other than test
+    (`eval.split=val`), and "within alphabet" for episodes drawn inside one class group (Koch et
+    al.'s protocol). Runs with different labels are neither averaged together nor compared with the
+    paper number of another label.
+    """
+    node = node or {}
+    tested = str(metrics.get("dataset") or node.get("name", "?"))
     trained = metrics.get("train_dataset")
     label = f"{trained}→{tested}" if trained and trained != tested else tested
+    details = class_split(tested, node)
+    split = metrics.get("test/split") or "test"
+    if split != "test":
+        details.append(f"eval.split={split}")
     if metrics.get("test/within_group"):
-        label += f" (within {GROUP_NAMES.get(tested, 'group')})"
-    return label
+        details.append(f"within {GROUP_NAMES.get(tested, 'group')}")
+    return f"{label} ({', '.join(details)})" if details else label
+
+
+def class_split(dataset: str, node: dict[str, Any]) -> list[str]:
+    """["key=value"] for each of the dataset's class-split keys set to other than its default (a key
+    the node lacks, as in a run from before the key existed, counts as the default)."""
+    defaults = dict(CLASS_SPLIT_KEYS.get(dataset, {}))
+    if dataset == "mnist" and node.get("classes_split") == "all":
+        defaults.pop("test_classes")  # every digit is tested whatever the list says
+    details = []
+    for key, default in defaults.items():
+        value = node.get(key, default)
+        if value is not None and value != default:
+            shown = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+            details.append(f"{key}={shown}")
+    return details
+
+
+def tested_dataset_node(run_dir: Path, config: dict[str, Any], source_run: Path | None) -> dict[str, Any]:
+    """The dataset node the run tested on, as `fewshot eval` builds it (evaluate.merge_with_checkpoint):
+    the run's own full node (run_config.yaml, then .hydra/config.yaml), else the checkpoint's
+    training run's node with the eval's few overridden keys (`+dataset.split_scheme=lake`) over it.
+    Without the training run, the overridden keys alone ({} for none: every key its default)."""
+    own = _dataset_node(run_dir, config)
+    if own.get("_target_") or source_run is None:
+        return own
+    source = _dataset_node(source_run, _load_config(source_run))
+    if own.get("name", source.get("name")) != source.get("name"):
+        return own  # another dataset's keys: the checkpoint's node says nothing about it
+    return {**source, **own}
+
+
+def _dataset_node(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    for node in (_load_config(run_dir, "run_config.yaml").get("dataset"), config.get("dataset")):
+        if isinstance(node, dict) and node:
+            return node
+    return {}
 
 
 def _source_run(ckpt_path: str | None) -> Path | None:

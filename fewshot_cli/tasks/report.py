@@ -22,7 +22,7 @@ def report(root: Path, output_dir: Path | None = None) -> str:
     output_dir = output_dir or root
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records)
-    markdown = to_markdown(rows)
+    markdown = to_markdown(rows, root)
     (output_dir / "report.md").write_text(markdown)
     (output_dir / "report.csv").write_text(to_csv(rows))
     plot_curves(records, output_dir / "report_curves.png")
