@@ -38,7 +38,8 @@ commands:
   eval    score a checkpoint on test episodes   e.g. fewshot eval ckpt_path=outputs/.../best.pt
   report  gather runs into one results table    e.g. fewshot report outputs/multirun
   predict classify your images with a checkpoint  e.g. fewshot predict ckpt_path=.../best.pt
-          support_dir=DIR query=PATH   (or pair=[a.png,b.png]: distance and same/different)
+          support_dir=DIR query=PATH [reject=auto]   (any method; pair=[a.png,b.png]: distance and
+          same/different; CLIP needs no checkpoint: method=clip classes=[cat,dog] query=PATH)
 
 Everything after the command goes to Hydra: key=value overrides, -m/--multirun for sweeps,
 --cfg job to print the composed config, --info, and `fewshot <command> --help` for the config groups.

@@ -32,13 +32,23 @@ class FewShotMethod(nn.Module, ABC):
         needs_grad_at_eval: True for methods that adapt by gradient at test time (MAML), so the
             evaluator keeps autograd on.
         has_embedding: True for methods that map an image to a vector and compare vectors
-            (ProtoNet, Siamese); they implement `embed` and may refine `pair_distance` and
-            `class_scores`, which `fewshot predict` and the verification metrics use.
+            (ProtoNet, Siamese); they implement `embed` and may refine `pair_distance` (used by
+            `fewshot predict pair=` and the verification metrics) and `class_scores`.
+        equal_shots: True for methods whose class score adds up the support images of a class
+            (Relation Networks sum the maps, Matching Networks sum the attention), so a class with
+            more images scores higher whatever the query; `fewshot predict` then gives every class
+            the smallest count of support images (and says so).
+        query_batch_statistics: True for methods whose BatchNorm normalises the queries by the
+            statistics of the query batch even in eval mode (MAML, as Finn et al.'s code), so a
+            query's answer depends on the other queries; `fewshot predict` then puts the support
+            images into the query batch too (a lone query would be normalised by itself).
     """
 
     trainable: ClassVar[bool] = True
     needs_grad_at_eval: ClassVar[bool] = False
     has_embedding: ClassVar[bool] = False
+    equal_shots: ClassVar[bool] = False
+    query_batch_statistics: ClassVar[bool] = False
 
     @abstractmethod
     def loss_and_logits(self, episode: Episode) -> MethodOutput:
@@ -47,7 +57,17 @@ class FewShotMethod(nn.Module, ABC):
     def forward(self, episode: Episode) -> MethodOutput:
         return self.loss_and_logits(episode)
 
-    # Optional embedding API (has_embedding = True): `fewshot predict` and pair verification.
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of `loss_and_logits`'s logits (`fewshot predict`): [Q, n_way] ->
+        [Q, n_way] float32 in [0, 1], each row summing to 1.
+
+        Default: softmax over the classes, the distribution the method's cross-entropy trains
+        (ProtoNet's p(y = k | x), Snell et al. eq. 2; MAML's head; CLIP's softmax of s * cos).
+        Methods whose logits are not softmax inputs override it and say how.
+        """
+        return torch.softmax(logits.float(), dim=-1)
+
+    # Optional embedding API (has_embedding = True): `fewshot predict pair=` and pair verification.
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Embeddings of images: [B, C, H, W] -> [B, D]."""

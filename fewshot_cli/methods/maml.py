@@ -71,6 +71,7 @@ class MAML(FewShotMethod):
     memory_hint: ClassVar[str] = OOM_HINT  # the trainer quotes it on CUDA OOM in backward
 
     needs_grad_at_eval = True
+    query_batch_statistics = True  # BatchNorm without running statistics (see the class doc)
 
     def __init__(
         self,

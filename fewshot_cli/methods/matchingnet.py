@@ -51,6 +51,10 @@ class MatchingNetworks(FewShotMethod):
             from the backbone's output (the config passes the dataset's channels and image size).
     """
 
+    # P(y = k) adds up the attention of class k's support items: with uneven counts a class with
+    # more images gets more mass whatever the query.
+    equal_shots = True
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -100,6 +104,12 @@ class MatchingNetworks(FewShotMethod):
         log_probs = self.class_log_probabilities(query, support, episode.support_labels, episode.n_way)
         loss = F.nll_loss(log_probs, episode.query_labels)
         return MethodOutput(loss, log_probs, {})
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits are already log P(y = k | x̂, S) (the attention mass of each class, eq. 1):
+        exp, renormalised against rounding. [Q, n_way] -> [Q, n_way]."""
+        probs = logits.float().exp()
+        return probs / probs.sum(dim=-1, keepdim=True)
 
     def attention_logits(self, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
         """[Q, D] x [S, D] -> [Q, S] scores c(f(x̂), g(x_i)) / τ, softmaxed over the support set."""

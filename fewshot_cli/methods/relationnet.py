@@ -90,6 +90,9 @@ class RelationNetworks(FewShotMethod):
             to refuse maps too small for it before training starts.
     """
 
+    # Class features are sums of support maps (Sung et al.): their scale grows with the count.
+    equal_shots = True
+
     def __init__(self, backbone: nn.Module, feature_channels: int | None = None,
                  relation_channels: int = 64, hidden_units: int = 8, pool_size: int = 1,
                  input_shape: tuple[int, int, int] | list[int] | None = None) -> None:
@@ -122,6 +125,19 @@ class RelationNetworks(FewShotMethod):
         targets = F.one_hot(episode.query_labels, episode.n_way).to(precise.dtype)
         loss = F.mse_loss(precise, targets)
         return MethodOutput(loss, scores, {})
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Relation scores r in [0, 1] normalised to sum 1 per query: p_c = r_c / Σ_c' r_c'.
+
+        The scores are regressed on one-hot targets (MSE), one sigmoid per class, so they are not a
+        distribution (a query may score high for two classes, or low for all); the normalisation
+        keeps their ranking and ratios. A query whose scores are all 0 gets the uniform
+        distribution. [Q, n_way] -> [Q, n_way].
+        """
+        scores = logits.float().clamp_min(0.0)
+        total = scores.sum(dim=-1, keepdim=True)
+        uniform = torch.full_like(scores, 1.0 / scores.shape[-1])
+        return torch.where(total > 0, scores / total.clamp_min(torch.finfo(scores.dtype).tiny), uniform)
 
     def feature_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone maps [B, C', H', W'], with a ConfigError naming the fix when they are unusable."""

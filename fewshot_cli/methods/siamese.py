@@ -148,6 +148,19 @@ class SiameseNetwork(FewShotMethod):
         embeddings = self.backbone(images).flatten(1)
         return nn.functional.normalize(embeddings, dim=1) if self.normalize else embeddings
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """[Q, n_way] best similarities per class -> [Q, n_way] class probabilities.
+
+        * BCE: p_c = sigmoid(logit_c), the head's p(same) for the class's best-matching support
+          image, normalised over the classes (computed as softmax(log sigmoid(logit)), which is
+          p_c / Σ p_c' without underflow when every class is unlikely).
+        * contrastive: softmax of minus the smallest Euclidean distance per class (the loss
+          trains distances, not probabilities: a ranking with a Boltzmann weighting, not calibrated).
+        """
+        if self.head is not None:
+            return torch.softmax(nn.functional.logsigmoid(logits.float()), dim=-1)
+        return super().probabilities(logits)
+
     def pair_distance(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """[P, D] x [P, D] -> [P]: Euclidean distance, or 1 - p(same) = sigmoid(-logit) for BCE."""
         if self.head is not None:

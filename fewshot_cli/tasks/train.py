@@ -21,7 +21,8 @@ from fewshot_cli.engine.schedules import build_scheduler
 from fewshot_cli.engine.trainer import Trainer, TrainState
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.names import method_name
-from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler
+from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler, record_normalisation
+from fewshot_cli.tasks.open_set_report import open_set_report
 from fewshot_cli.tasks.pair_report import pair_report
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                   within_group_key="trainer.within_group")
     val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes",
                                 within_group=cfg.eval.within_group)
+    record_normalisation(cfg.dataset, dataset)  # before the Trainer copies cfg into checkpoints
     model = build_method(cfg.method, ctx)
     if not model.trainable:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
@@ -81,6 +83,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # Loss curve for every method; verification metrics and figures for embedding methods.
             metrics.update(pair_report(cfg, trainer.model, dataset, ctx, output_dir, writer,
                                        trainer.best_path))
+            # The reject threshold of `fewshot predict reject=auto`, into best.pt (every method).
+            metrics.update(open_set_report(cfg, trainer.model, dataset, ctx, trainer.best_path))
             metrics["train/wall_time_s"] = time.perf_counter() - started
             log.info("metrics written to %s", write_metrics(output_dir, metrics))
             log_hparams(writer, _flat_hparams(cfg), {"hparam/test_acc": metrics["test/acc"]})
