@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_cli.data.base import SPLITS, FewShotDataset
+from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.image_io import is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
@@ -73,8 +73,9 @@ class ATTFaces(FewShotDataset):
         test_episodes: int = 600,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
-        super().__init__(name, channels, test_episodes, mean, std)
+        super().__init__(name, channels, test_episodes, mean, std, augment)
         if heldout < 1:
             raise ConfigError(f"dataset.heldout={heldout} must be at least 1 (test people)")
         if val_people < 1:

@@ -8,6 +8,7 @@ import torch
 
 from fewshot_cli.data.image_io import load_image
 from fewshot_cli.data.image_split import ImageSplit
+from fewshot_cli.data.natural_augment import AugmentNode, natural_augment_from_config
 
 SPLITS = ("train", "val", "test")
 
@@ -23,6 +24,9 @@ class FewShotDataset(ABC):
         channels: image channels the backbone must accept.
         test_episodes: default number of test episodes (1000 for Omniglot, 600 for most others).
         mean, std: per-channel normalisation after scaling pixels to [0, 1]; None keeps [0, 1].
+        augment: the `augment` node of the dataset's config ({kind: none | natural, ...}; None: none),
+            built into `self.augment`, which `fewshot train` hands to its training sampler only
+            (fewshot_cli/data/natural_augment.py).
     """
 
     def __init__(
@@ -32,12 +36,14 @@ class FewShotDataset(ABC):
         test_episodes: int,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
         self.name = name
         self.channels = channels
         self.test_episodes = test_episodes
         self.mean = tuple(mean) if mean is not None else None
         self.std = tuple(std) if std is not None else None
+        self.augment = natural_augment_from_config(augment)
 
     @property
     def splits_share_classes(self) -> bool:

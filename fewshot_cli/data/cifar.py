@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from fewshot_cli.data.base import SPLITS, FewShotDataset
+from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.cifar_fs_splits import CIFAR_FS_SPLITS
 from fewshot_cli.data.download import removed_on_failure
@@ -75,8 +75,9 @@ class _CIFAR100Files(FewShotDataset):
         test_episodes: int = 600,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
-        super().__init__(name, channels, test_episodes, mean, std)
+        super().__init__(name, channels, test_episodes, mean, std, augment)
         self.data_dir = Path(root).expanduser()
         self.root = self.data_dir / "cifar100"
         self.cache_dir = cache_dir

@@ -10,6 +10,7 @@ bounding-box crop), as in that code.
 
 from pathlib import Path
 
+from fewshot_cli.data.base import AugmentNode
 from fewshot_cli.data.image_folder import ImageFolder, Listing
 from fewshot_cli.errors import DatasetError
 
@@ -44,10 +45,11 @@ class CUB(ImageFolder):
         test_episodes: int = 600,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
         super().__init__(root, cache_dir, image_size=image_size, channels=channels, resize=resize,
                          mmap=mmap, cache_file=cache_file, name=name, test_episodes=test_episodes,
-                         mean=mean, std=std)
+                         mean=mean, std=std, augment=augment)
 
     def _split_rule(self) -> dict:
         return {"split": "chen2019_cub"}

@@ -39,7 +39,7 @@ from PIL import Image, ImageFile, ImageOps
 from tqdm import tqdm
 
 from fewshot_cli.data.att_faces import natural_key
-from fewshot_cli.data.base import SPLITS, FewShotDataset
+from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.image_io import is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
@@ -147,6 +147,7 @@ class ImageFolder(FewShotDataset):
         test_episodes: int = 600,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
         if root is None or str(root).strip() == "":
             raise ConfigError("dataset.root is not set; give dataset.root=DIR, a folder with one "
@@ -164,7 +165,7 @@ class ImageFolder(FewShotDataset):
         if split is not None:
             _check_ratios(list(split))
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-        super().__init__(name, channels, test_episodes, mean, std)
+        super().__init__(name, channels, test_episodes, mean, std, augment)
         self.root = Path(root).expanduser()
         self.cache_dir = cache_dir
         self.image_size = image_size

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from fewshot_cli.data.base import SPLITS, FewShotDataset
+from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.download import removed_on_failure
 from fewshot_cli.data.image_split import ImageSplit
@@ -86,8 +86,9 @@ class MNIST(FewShotDataset):
         test_episodes: int = 600,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
-        super().__init__(name, channels, test_episodes, mean, std)
+        super().__init__(name, channels, test_episodes, mean, std, augment)
         if classes_split not in CLASSES_SPLITS:
             raise ConfigError(f"dataset.classes_split={classes_split!r}; use one of "
                               f"{', '.join(CLASSES_SPLITS)}")

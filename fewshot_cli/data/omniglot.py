@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewshot_cli.data.base import FewShotDataset
+from fewshot_cli.data.base import AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
 from fewshot_cli.data.download import removed_on_failure
 from fewshot_cli.data.image_io import is_hidden, load_image
@@ -62,8 +62,9 @@ class Omniglot(FewShotDataset):
         test_episodes: int = 1000,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        augment: AugmentNode = None,
     ) -> None:
-        super().__init__(name, channels, test_episodes, mean, std)
+        super().__init__(name, channels, test_episodes, mean, std, augment)
         if split_scheme not in ("vinyals", "lake"):
             raise ConfigError(f"dataset.split_scheme={split_scheme!r}; use 'vinyals' or 'lake'")
         self.root = Path(root).expanduser() / "omniglot"

@@ -15,7 +15,7 @@ device in chunks, and the images are gathered there from a uint8 tensor: no per-
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -51,6 +51,9 @@ class EpisodeSampler:
             (Omniglot: one alphabet, Lake et al.'s and Koch et al.'s within-alphabet tasks); the group
             is drawn uniformly among groups with at least n_way eligible classes.
         within_group_key: the config switch behind `within_group`, named in error messages.
+        augment: called as augment(images, episode_seed) on each episode's float [N, C, H, W]
+            images in [0, 1], before normalisation, returning them transformed (training streams
+            only: data/natural_augment.py); None: images as stored.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class EpisodeSampler:
         channels_last: bool = False,
         within_group: bool = False,
         within_group_key: str = "eval.within_group",
+        augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> None:
         self.n_way, self.n_shot, self.n_query = n_way, n_shot, n_query
         self.seed, self.stream = seed, stream
@@ -92,6 +96,7 @@ class EpisodeSampler:
         self._images = split.images.to(self.device)
         self._scale = _normalisation(split.images.shape[1], mean, std, self.device)
         self._channels_last = channels_last
+        self._augment = augment
         self._support_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_shot)
         self._query_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_query)
         self._groups = (_class_groups(split, eligible, n_way, config_key, within_group_key)
@@ -163,7 +168,8 @@ class EpisodeSampler:
     def _assemble(self, image_index: torch.Tensor, class_pick: torch.Tensor, index: int) -> Episode:
         """Gather [n_way, K+Q] images on the device and split them into support and query; the
         Episode carries episode `index`'s seed."""
-        images = self._to_float(self._images[image_index])  # [n_way, K+Q, C, H, W]
+        seed = episode_seed(self.seed, self.stream, index)
+        images = self._to_float(self._images[image_index], seed)  # [n_way, K+Q, C, H, W]
         shape = images.shape[2:]
         support = images[:, : self.n_shot].reshape(-1, *shape)
         query = images[:, self.n_shot :].reshape(-1, *shape)
@@ -180,13 +186,19 @@ class EpisodeSampler:
             n_way=self.n_way,
             n_shot=self.n_shot,
             n_query=self.n_query,
-            seed=episode_seed(self.seed, self.stream, index),
+            seed=seed,
         )
 
-    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [..., C, H, W] -> float32 in [0, 1], then (x - mean) / std when configured."""
+    def _to_float(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """uint8 [..., C, H, W] -> float32 in [0, 1], augmented when this sampler augments (`seed`:
+        the episode's), then (x - mean) / std when configured."""
         scale, shift = self._scale
-        return images.float().mul_(scale).add_(shift)
+        if self._augment is None:
+            return images.float().mul_(scale).add_(shift)
+        # Before normalising: colour jitter is defined on (and clamps to) the [0, 1] pixel range.
+        unit = images.float().div_(255.0)
+        augmented = self._augment(unit.reshape(-1, *unit.shape[-3:]), seed).reshape(unit.shape)
+        return augmented.mul_(scale * 255.0).add_(shift)
 
 
 def _class_index_table(labels: torch.Tensor, classes: torch.Tensor, width: int) -> torch.Tensor:

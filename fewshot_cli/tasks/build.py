@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fewshot_cli.config.targets import check_role
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.image_split import ImageSplit
+from fewshot_cli.data.natural_augment import NaturalAugment
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.errors import ConfigError, FewShotError
@@ -104,9 +105,11 @@ def build_sampler(
     config_key: str,
     within_group: bool = False,
     within_group_key: str = "eval.within_group",
+    augment: NaturalAugment | None = None,
 ) -> EpisodeSampler:
     """Episode sampler over `split` with the N-way K-shot Q-query `shape` from the config
-    (`within_group`: every episode's classes from one class group, e.g. one Omniglot alphabet).
+    (`within_group`: every episode's classes from one class group, e.g. one Omniglot alphabet;
+    `augment`: `dataset.augment`, given by `fewshot train` for its training stream and nothing else).
 
     With `shape.fit_to_split` (each method's default shape), a shape larger than the split supplies
     is lowered to what it supplies and logged (n_query first, then n_way), so `fewshot train method=M
@@ -120,6 +123,7 @@ def build_sampler(
         images, n_way, shape.n_shot, n_query, seed=seed,
         stream=split, device=ctx.device, config_key=config_key, mean=dataset.mean, std=dataset.std,
         channels_last=ctx.channels_last, within_group=within_group, within_group_key=within_group_key,
+        augment=augment,
     )
 
 

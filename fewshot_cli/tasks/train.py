@@ -50,7 +50,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     dataset.name)
     train_sampler = build_sampler(dataset, "train", cfg.train_episodes, cfg.seed, ctx, "train_episodes",
                                   within_group=cfg.trainer.within_group,
-                                  within_group_key="trainer.within_group")
+                                  within_group_key="trainer.within_group",
+                                  augment=dataset.augment)  # training episodes only, never val/test
     val_sampler = build_sampler(dataset, "val", cfg.eval_episodes, cfg.eval_seed, ctx, "eval_episodes",
                                 within_group=cfg.eval.within_group)
     record_normalisation(cfg.dataset, dataset)  # before the Trainer copies cfg into checkpoints
