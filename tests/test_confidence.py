@@ -48,3 +48,15 @@ def test_describe_prints_mean_ci_n_and_shape() -> None:
     text = AccuracyEstimate(98.2149, 0.1234, 1000).describe(20, 1)
     assert text == "test/acc 98.21 ± 0.12 (95% CI, 1000 episodes, 20-way 1-shot)"
     assert AccuracyEstimate(50.0, 1.0, 300).describe(5, 5, prefix="val/acc").startswith("val/acc 50.00")
+
+
+def test_ci_over_a_few_replicates_uses_student_t() -> None:
+    """Three models: t_{0.975,2} = 4.303, not the normal 1.96 (2.2 times too narrow)."""
+    from fewshot_cli.engine.confidence import mean_ci95_over_replicates, t_quantile_975
+
+    values = [90.0, 92.0, 94.0]  # std 2
+    assert mean_ci95_over_replicates(values) == pytest.approx(4.303 * 2 / math.sqrt(3))
+    assert mean_ci95_over_replicates([91.0]) is None
+    assert t_quantile_975(1) == pytest.approx(12.706)
+    assert t_quantile_975(27) == pytest.approx(2.060)  # conservative: the df 25 row
+    assert t_quantile_975(10_000) == pytest.approx(1.96)

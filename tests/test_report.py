@@ -84,7 +84,7 @@ def test_rows_aggregate_seeds_and_compare_with_paper(outputs: Path) -> None:
     # pass: one sample per model, 98.4 and 99.0.
     assert five.acc == pytest.approx((98.4 + 99.0) / 2)
     assert five.seeds == ("0", "1") and five.n_models == 2 and len(five.set_aside) == 1
-    assert five.seed_ci95 == pytest.approx(1.96 * 0.4242640687 / 2 ** 0.5, rel=1e-6)
+    assert five.seed_ci95 == pytest.approx(12.706 * 0.4242640687 / 2 ** 0.5, rel=1e-6)  # t, 1 df
     assert five.paper == 98.8
     assert five.difference == pytest.approx(five.acc - 98.8)
     twenty = rows[(20, 1)]
@@ -183,12 +183,12 @@ def test_two_models_with_re_evaluations_get_a_ci_over_models(tmp_path: Path) -> 
     (row,) = aggregate(find_runs(tmp_path))
     assert (row.n_models, row.seeds, row.n_episodes) == (2, ("0", "1"), (600, 2000))
     assert row.acc == pytest.approx(98.5) and row.episode_ci95 == pytest.approx(0.15)
-    assert row.seed_ci95 == pytest.approx(1.96 * 0.5)  # stdev(98, 99) / √2 = 0.5
+    assert row.seed_ci95 == pytest.approx(12.706 * 0.5)  # t_{0.975,1} * stdev(98, 99) / √2
     assert {p.name for p, _ in row.kept} == {"seed0_long", "seed1"}
     assert {p.name for p, _ in row.set_aside} == {"seed0", "seed0_short"}
     assert row.episodes_trained == 3000 and row.wall_time_s == 120.0
     markdown = report(tmp_path, tmp_path / "out")
-    assert "| 2 (0, 1) | 98.50 ± 0.15 | 0.98 | 600–2000 |" in markdown
+    assert "| 2 (0, 1) | 98.50 ± 0.15 | 6.35 | 600–2000 |" in markdown
     (csv_row,) = csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text()))
     assert (csv_row["n_models"], csv_row["n_episodes"], csv_row["n_set_aside"]) == ("2", "600-2000", "2")
 

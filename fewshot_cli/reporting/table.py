@@ -3,13 +3,13 @@ episodes and across models."""
 
 import csv
 import io
-import math
 import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from fewshot_cli.engine.confidence import mean_ci95_over_replicates
 from fewshot_cli.reporting.collect import RunRecord
 from fewshot_cli.reporting.paper_numbers import paper_accuracy
 
@@ -34,7 +34,7 @@ class ResultRow:
     seeds: tuple[str, ...]        # their distinct seeds
     acc: float                    # mean over models of the kept result's mean accuracy
     episode_ci95: float           # mean over models of the kept result's 95% CI across test episodes
-    seed_ci95: float | None       # 95% CI of the mean across models (normal approx.), None for one model
+    seed_ci95: float | None       # 95% CI of the mean across models (Student t), None for one model
     n_episodes: tuple[int, int]   # (fewest, most) test episodes of the kept results
     n_query: tuple[int, ...]      # distinct query counts per class of the kept results
     episodes_trained: float | None
@@ -77,7 +77,7 @@ def _row(key: Setting, models: dict[str, list[RunRecord]], training: dict[str, R
     accs = [r.acc for r in kept]
     trained = [r.episodes_trained for r in trainers if r.episodes_trained is not None]
     walls = [r.wall_time_s for r in trainers if r.wall_time_s is not None]
-    seed_ci = 1.96 * statistics.stdev(accs) / math.sqrt(len(accs)) if len(accs) > 1 else None
+    seed_ci = mean_ci95_over_replicates(accs)  # Student t: there are only a few models
     episodes = [r.n_episodes for r in kept]
     return ResultRow(
         method=key[0], dataset=key[1], n_way=key[2], n_shot=key[3],
