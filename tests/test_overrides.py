@@ -55,3 +55,22 @@ def test_unknown_keys_are_refused(command: str, args: list[str], message: str) -
 ])
 def test_known_keys_pass(command: str, args: list[str]) -> None:
     check_override_keys(command, args)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    # A newcomer's input: an unknown preset of the optional experiment group trained the defaults, exit 0.
+    (["experiment=totally_bogus_name"], r"experiment=totally_bogus_name is not an option of experiment"),
+    (["experiment=protonet_mini_imagenet_5w1s"], r"did you mean experiment=relationnet_mini_imagenet_5w1s"),
+    (["method=protonett"], r"did you mean method=protonet\?"),
+    (["-m", "method=protonet,mamll"], r"method=mamll is not an option of method"),
+])
+def test_unknown_group_options_are_refused(args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_override_keys("train", args)
+
+
+@pytest.mark.parametrize("args", [["experiment=protonet_omniglot_5w1s"], ["-m", "method=protonet,maml"],
+                                  ["sweep=reproduce_omniglot"], ["experiment=null"],
+                                  ["-m", "experiment=glob(protonet_*)"]])
+def test_known_group_options_pass(args: list[str]) -> None:
+    check_override_keys("train", args)

@@ -80,7 +80,39 @@ def check_override_keys(command: str, args: list[str]) -> None:
         if (override.is_delete() or override.package is not None or "/" in key
                 or key.split(".")[0] == "hydra"):
             continue
+        if key in groups:
+            _check_option(key, override)
         _check_key(key.split("."), tree, groups, adds=override.is_add() or override.is_force_add())
+
+
+def _check_option(group: str, override: Any) -> None:
+    """`experiment=totally_bogus_name` must not train the defaults silently: Hydra skips an unknown
+    option of an `optional` group (experiment, hparams_search, sweep) without a word."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        names = [str(v) for v in value.list]
+    elif isinstance(value, str):
+        names = [value]
+    else:
+        return  # null, glob(...), ranges: Hydra's own handling
+    options = _group_options(group)
+    for name in names:
+        if options and name not in options:
+            close = difflib.get_close_matches(name, sorted(options), n=1)
+            hint = (f"did you mean {group}={close[0]}?" if close
+                    else f"choose one of {', '.join(sorted(options))}")
+            raise ConfigError(f"{group}={name} is not an option of {group} (conf/{group}/); {hint}")
+
+
+@cache
+def _group_options(group: str) -> set[str]:
+    """Option names of conf/<group>/ (file names without .yaml)."""
+    folder = _config_root() / group
+    if not folder.is_dir():
+        return set()
+    return {entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml")}
 
 
 def _check_key(parts: list[str], tree: dict[str, Any], groups: set[str], adds: bool) -> None:
