@@ -261,3 +261,25 @@ def test_relationnet_takes_the_top_level_backbone(backbone: list[str], target: s
     cfg = compose_config("train", ["method=relationnet", *backbone], None)
     assert cfg.method.backbone._target_ == target
     assert cfg.method.backbone == cfg.backbone
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_pretrained_weights_evaluates_without_the_weight_file(
+        offline_hub: list[str], tmp_path: Path, tiny_train_overrides: list[str]) -> None:
+    """A newcomer's input: a model trained from IMAGENET1K_V1 could not be evaluated or used for
+    predict where the weight file is missing, although best.pt holds every weight."""
+    from fewshot_cli.tasks.evaluate import evaluate
+    from fewshot_cli.tasks.train import train
+
+    folder = tmp_path / "torch_home" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), folder / RESNET18_FILE)
+    backbone = ["backbone=torchvision", "backbone.name=resnet18", "backbone.weights=IMAGENET1K_V1"]
+    trained = train(compose_config("train", [*tiny_train_overrides, *backbone, "trainer.max_episodes=2",
+                                             "trainer.val_every=2"], tmp_path / "run"))
+    (folder / RESNET18_FILE).unlink()  # another machine
+    evaluation = evaluate(compose_config("eval", [o for o in tiny_train_overrides if o.startswith("paths.")]
+                                         + [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.pt'}",
+                                            "eval.n_episodes=10", "device=cpu"], tmp_path / "eval"))
+    assert evaluation["test/acc"] == pytest.approx(trained["test/acc"])  # same model, same episodes
+    assert offline_hub == []  # nothing was fetched

@@ -162,3 +162,13 @@ def test_an_added_key_the_class_does_not_take_is_one_sentence(override: str, mes
                                                               tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         train(compose_config("train", [*tiny_train_overrides, override], tmp_path / "run"))
+
+
+def test_evaluating_at_another_image_size_says_so(protonet_ckpt: Path, data_overrides: list[str],
+                                                  tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A newcomer's input: a 32 px checkpoint evaluated with a new dataset node ran at its default
+    84 px without a word. ProtoNet's Conv-4 runs at any size, so only the warning tells."""
+    with caplog.at_level("WARNING"):
+        evaluate(compose_config("eval", [*eval_overrides(data_overrides), "+dataset.image_size=20",
+                                         "eval.n_episodes=2", f"ckpt_path={protonet_ckpt}"], tmp_path / "e"))
+    assert "trained with dataset.image_size=28, this evaluation uses 20" in caplog.text

@@ -175,8 +175,13 @@ def test_bad_ratios_are_refused_before_any_file_is_read(split: list[float], mess
 
 def test_too_few_classes_for_a_ratio_split(tmp_path: Path) -> None:
     root = write_class_folders(tmp_path / "tree", classes=4, images=1, size=(8, 8))
-    with pytest.raises(ConfigError, match=r"gives 4/0/0 of the 4 classes .* every split needs a class"):
+    with pytest.raises(ConfigError, match=r"gives 4/0/0 of the 4 classes .* an episode needs 2 classes"):
         ImageFolder(str(root), str(tmp_path / "cache"), split=[0.9, 0.05, 0.05]).load_split("train")
+    # A newcomer's input: 16 classes at [0.9, 0.05, 0.05] left one validation class and the error
+    # spoke of "eval_episodes.n_way=5 is larger than the 1 classes", a way they never typed.
+    many = write_class_folders(tmp_path / "sixteen", classes=16, images=1, size=(8, 8))
+    with pytest.raises(ConfigError, match=r"gives 14/1/1 of the 16 classes .* an episode needs 2 classes"):
+        ImageFolder(str(many), str(tmp_path / "cache"), split=[0.9, 0.05, 0.05]).load_split("train")
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -204,7 +209,7 @@ def test_missing_root_and_empty_class_folder(tmp_path: Path) -> None:
 
 def test_hidden_entries_skipped_other_files_reported_once(tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    root = write_class_folders(tmp_path / "tree", classes=4, images=2, size=(8, 8))
+    root = write_class_folders(tmp_path / "tree", classes=10, images=1, size=(8, 8))  # 2+ classes a split
     (root / ".ipynb_checkpoints").mkdir()
     (root / ".DS_Store").write_bytes(b"\0")
     (root / "c00" / "._0.png").write_bytes(b"not an image")  # macOS resource fork: hidden
@@ -214,7 +219,7 @@ def test_hidden_entries_skipped_other_files_reported_once(tmp_path: Path,
     with caplog.at_level(logging.WARNING):
         data = ImageFolder(str(root), str(tmp_path / "cache"), image_size=8)
         total = sum(data.load_split(s).images.shape[0] for s in SPLITS)
-    assert total == 8
+    assert total == 10
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "skipped 3 entries" in warnings[0]
@@ -222,7 +227,7 @@ def test_hidden_entries_skipped_other_files_reported_once(tmp_path: Path,
 
 
 def test_an_unreadable_image_names_the_file(tmp_path: Path) -> None:
-    root = write_class_folders(tmp_path / "tree", classes=5, images=2, size=(8, 8))
+    root = write_class_folders(tmp_path / "tree", classes=10, images=2, size=(8, 8))
     (root / "c01" / "1.png").write_bytes(b"\x89PNG truncated")
     with pytest.raises(DatasetError, match=r"cannot decode image .*c01/1.png"):
         ImageFolder(str(root), str(tmp_path / "cache")).load_split("train")
@@ -242,12 +247,12 @@ def write_formats(folder: Path) -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_format_and_mode_becomes_the_configured_channels(channels: int, tmp_path: Path) -> None:
-    for name in ("x", "y", "z"):
+    for name in ("u", "v", "w", "x", "y", "z"):  # 2 classes in each split
         write_formats(tmp_path / "tree" / name)
     data = ImageFolder(str(tmp_path / "tree"), str(tmp_path / "cache"), image_size=10, channels=channels,
                        split=[0.34, 0.33, 0.33])
     images = data.load_split("train").images
-    assert images.shape == (6, channels, 10, 10)
+    assert images.shape == (12, channels, 10, 10)
     assert abs(float(images[2].float().mean()) - 128) < 1.5  # 16-bit mid-grey scaled, not clipped
 
 
@@ -356,6 +361,17 @@ def test_cache_file_alone_reproduces_the_splits(mini: Path, tmp_path: Path) -> N
                         split_csv_dir=str(tmp_path / "no_csvs"), cache_file=str(entry))
     assert torch.equal(alone.load_split("val").images, expected)
     assert alone.mean == first.mean
+    # A newcomer's input: without dataset.root it said "dataset.root is not set" although the
+    # README says the folder is then not read.
+    rootless = ImageFolder(None, str(tmp_path / "other"), image_size=16,
+                           split_csv_dir=str(tmp_path / "no_csvs"), cache_file=str(entry))
+    assert torch.equal(rootless.load_split("val").images, expected)
+
+
+def test_a_zero_std_is_refused_before_training(tmp_path: Path) -> None:
+    """A newcomer's input: dataset.std=[0.0,1.0,1.0] trained into a NaN loss blamed on the lr."""
+    with pytest.raises(ConfigError, match=r"dataset.std=\[0.0, 1.0, 1.0\] must be positive in every channel"):
+        ImageFolder(str(tmp_path), str(tmp_path / "cache"), mean=[0.5, 0.5, 0.5], std=[0.0, 1.0, 1.0])
 
 
 # ------------------------------------------------------------------ train, checkpoint, predict

@@ -145,7 +145,7 @@ def test_maml_adapts_to_the_support_images(maml_ckpt: Path, support_dir: Path, t
         assert moved["top"][0]["probability"] > 0.6 and moved["prediction"] == "s8"
 
 
-def test_uneven_support_counts(relationnet_ckpt: Path, protonet_ckpt: Path, faces: Path,
+def test_uneven_support_counts(relationnet_ckpt: Path, protonet_ckpt: Path, maml_ckpt: Path, faces: Path,
                                tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Relation Networks sum each class's support maps: with 3 images of s7 and 1 of s8 every class
     uses 1 image (the same answer as a 1-shot folder). ProtoNet averages, so it uses all of them."""
@@ -166,6 +166,11 @@ def test_uneven_support_counts(relationnet_ckpt: Path, protonet_ckpt: Path, face
     assert info["images_per_class"] == {"s7": 3, "s8": 1} and info["shots_used"] == 1
     assert "every class uses its first 1" in caplog.text
     assert relation_uneven == probabilities(relationnet_ckpt, one_shot)[1]
+    # A newcomer's input: MAML adapted on 3 images of one class and 1 of the other and favoured the
+    # bigger class; it now uses equal shots as well.
+    info, maml_uneven = probabilities(maml_ckpt, uneven)
+    assert info["shots_used"] == 1
+    assert maml_uneven == pytest.approx(probabilities(maml_ckpt, one_shot)[1])
     info, proto_uneven = probabilities(protonet_ckpt, uneven)
     assert "shots_used" not in info
     assert proto_uneven["s7"] != pytest.approx(probabilities(protonet_ckpt, one_shot)[1]["s7"], abs=1e-6)
@@ -236,6 +241,13 @@ def test_bad_predict_settings_are_one_sentence(protonet_ckpt: Path, maml_ckpt: P
         _predict(tmp_path, [*common, "classes=[a,b,c]"])
     with pytest.raises(ConfigError, match="top_k=0"):
         _predict(tmp_path, [*common, "top_k=0"])
+    # A newcomer's inputs: these were TypeError tracebacks (predict.yaml has no typed schema).
+    for value in ("abc", "2.5"):
+        with pytest.raises(ConfigError, match=r"top_k=.* must be a whole number of at least 1"):
+            _predict(tmp_path, [*common, f"top_k={value}"])
+    with pytest.raises(ConfigError, match=r"threshold='abc' must be a number"):
+        _predict(tmp_path, [f"ckpt_path={protonet_ckpt}", "threshold=abc",
+                            f"pair=[{faces}/att_faces/s1/1.pgm,{faces}/att_faces/s1/2.pgm]"])
     with pytest.raises(ConfigError, match="pair= compares image embeddings"):
         _predict(tmp_path, [f"ckpt_path={maml_ckpt}", f"pair=[{faces}/att_faces/s1/1.pgm,"
                                                        f"{faces}/att_faces/s1/2.pgm]"])
@@ -325,3 +337,21 @@ def test_omniglot_predict_images_are_inverted_like_training(tmp_path: Path) -> N
     Image.fromarray(np.full((105, 105), 255, dtype=np.uint8)).save(white)
     decoded = Omniglot(str(tmp_path), str(tmp_path), image_size=28).decode_files([white])
     assert decoded.shape == (1, 1, 28, 28) and int(decoded.max()) == 0  # white paper -> 0
+
+
+
+def test_every_format_training_reads_is_read_by_predict(protonet_ckpt: Path, support_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """A newcomer's input: a .webp support image and a .webp query were silently skipped."""
+    from PIL import Image
+
+    support = tmp_path / "support"
+    shutil.copytree(support_dir, support)
+    person = sorted(p for p in support.iterdir() if p.is_dir())[0]
+    first = sorted(person.iterdir())[0]
+    Image.open(first).save(person / "extra.webp")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    Image.open(first).save(queries / "q1.webp")
+    result = _predict(tmp_path, [f"ckpt_path={protonet_ckpt}", f"support_dir={support}", f"query={queries}"])
+    assert [Path(p["query"]).name for p in result["predictions"]] == ["q1.webp"]

@@ -31,7 +31,8 @@ _clock = itertools.count(1_700_000_000)  # each run's metrics.json is newer than
 def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n_shot: int = 1,
               ckpt_path: str | None = None, val_curve: list[float] | None = None,
               extra: dict | None = None, method: dict | None = PROTONET,
-              dataset: dict | None = OMNIGLOT, n_episodes: int = 1000, ci95: float = 0.2) -> None:
+              dataset: dict | None = OMNIGLOT, n_episodes: int = 1000, ci95: float = 0.2,
+              backbone: dict | None = None) -> None:
     """A run directory as `fewshot train`/`fewshot eval` leave it (the parts report reads).
 
     `method` and `dataset` are the .hydra/config.yaml nodes; None (`method: null`) as an eval of a
@@ -40,7 +41,7 @@ def write_run(run_dir: Path, task: str, acc: float, seed: int, n_way: int = 5, n
     names did, unless `extra` sets "method". Runs are written oldest first (metrics.json's mtime).
     """
     (run_dir / ".hydra").mkdir(parents=True)
-    config = {"task": task, "seed": seed, "method": method, "dataset": dataset}
+    config = {"task": task, "seed": seed, "method": method, "dataset": dataset, "backbone": backbone}
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     metrics = {"test/acc": acc, "test/acc_ci95": ci95, "test/n_episodes": n_episodes, "test/n_way": n_way,
                "test/n_shot": n_shot, "method": "PrototypicalNetworks", "dataset": "omniglot",
@@ -357,3 +358,37 @@ def test_report_cli(outputs: Path) -> None:
     assert missing.returncode == 2
     assert "is not a directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+
+def test_other_folders_backbones_and_image_sizes_are_other_rows(tmp_path: Path) -> None:
+    """A newcomer's input: runs on six different image folders, with conv4, resnet12 and resnet18 at
+    32, 84 and 128 px, were averaged into one `protonet | image_folder` row."""
+    folder = {"_target_": "fewshot_cli.data.image_folder.ImageFolder", "name": "image_folder",
+              "image_size": 84}
+    resnet12 = {"_target_": "fewshot_cli.backbones.resnet12.ResNet12"}
+    resnet18 = {"_target_": "fewshot_cli.backbones.torchvision_model.TorchvisionBackbone",
+                "name": "resnet18", "weights": None}
+    image_folder = {"dataset": "image_folder"}
+    write_run(tmp_path / "a", "train", 80.0, seed=0, dataset={**folder, "root": "/x/flowers"},
+              extra=image_folder)
+    write_run(tmp_path / "b", "train", 90.0, seed=1, dataset={**folder, "root": "/x/birds"},
+              extra=image_folder)
+    write_run(tmp_path / "c", "train", 70.0, seed=2, dataset={**folder, "root": "/x/birds"},
+              extra=image_folder, backbone=resnet12)
+    write_run(tmp_path / "d", "train", 60.0, seed=3, dataset={**folder, "root": "/x/birds", "image_size": 32},
+              extra=image_folder, backbone=resnet18)
+    rows = {(row.method, row.dataset) for row in aggregate(find_runs(tmp_path))}
+    assert rows == {("protonet", "image_folder (root=flowers)"), ("protonet", "image_folder (root=birds)"),
+                    ("protonet [resnet12]", "image_folder (root=birds)"),
+                    ("protonet [torchvision resnet18]", "image_folder (root=birds, image_size=32)")}
+
+
+def test_input_defaults_match_the_dataset_configs() -> None:
+    from fewshot_cli.reporting.collect import INPUT_KEYS
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "dataset"
+    assert set(INPUT_KEYS) == {path.stem for path in conf.glob("*.yaml")}
+    for name, defaults in INPUT_KEYS.items():
+        node = yaml.safe_load((conf / f"{name}.yaml").read_text())
+        assert {key: node[key] for key in defaults} == defaults, name

@@ -15,13 +15,13 @@ import torch
 
 from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
-from fewshot_cli.data.image_io import is_hidden, load_image
+from fewshot_cli.data.image_io import IMAGE_SUFFIXES, is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
 EXPECTED_LAYOUT = "{root}/<person>/<image>.pgm (e.g. {root}/s1/1.pgm ... {root}/s40/10.pgm)"
 
 
@@ -167,7 +167,8 @@ def _person_files(folder: Path) -> dict[str, list[Path]]:
                          if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not is_hidden(f)),
                         key=lambda f: natural_key(f.name))
         if not images:
-            raise DatasetError(f"person folder {person} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+            raise DatasetError(f"person folder {person} holds no images (no file Pillow reads: .pgm, "
+                               f".png, .jpg, ...); "
                                f"expected {EXPECTED_LAYOUT.format(root=folder)}")
         files[person.name] = images
     if len(files) < 2:

@@ -9,6 +9,7 @@ import torch
 from fewshot_cli.data.image_io import load_image
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.natural_augment import AugmentNode, natural_augment_from_config
+from fewshot_cli.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -43,6 +44,9 @@ class FewShotDataset(ABC):
         self.test_episodes = test_episodes
         self.mean = tuple(mean) if mean is not None else None
         self.std = tuple(std) if std is not None else None
+        if std is not None and not all(v > 0 for v in std):
+            # Pixels are divided by it: a zero gives inf, then a NaN loss blamed on the learning rate.
+            raise ConfigError(f"dataset.std={list(std)} must be positive in every channel")
         self.augment = natural_augment_from_config(augment)
 
     @property

@@ -25,7 +25,6 @@ the config gives `mean` and `std`.
 
 import csv
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -35,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from fewshot_cli.data.att_faces import natural_key
 from fewshot_cli.data.base import SPLITS, AugmentNode, FewShotDataset
 from fewshot_cli.data.cache import cache_file, file_fingerprint, load_cache_file, load_or_build
-from fewshot_cli.data.image_io import is_hidden, load_image
+from fewshot_cli.data.image_io import IMAGE_SUFFIXES, is_hidden, load_image
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.errors import ConfigError, DatasetError
 
@@ -49,25 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SPLIT = (0.64, 0.16, 0.20)  # miniImageNet's 64/16/20 classes (Ravi & Larochelle 2017)
 RESIZE_MODES = ("crop", "stretch")
+MIN_CLASSES_PER_SPLIT = 2  # an episode tells classes apart
 CSV_HEADER = ["filename", "label"]
 NAMES_SHOWN = 5  # file names quoted in the warning about skipped non-image files
-# Formats Pillow registers for reading that are not images it decodes by itself: the stub plugins
-# (BUFR, GRIB, HDF5, WMF: need a handler installed by other code), EPS (runs Ghostscript), MPEG
-# (only its header is read) and IPTC (metadata). A file with one of these suffixes is reported as
-# "not an image" rather than failing the run.
-NOT_DECODED_FORMATS = ("EPS", "MPEG", "IPTC")
-
-
-def _readable_suffixes() -> frozenset[str]:
-    """Lower-case file suffixes of the image formats this Pillow decodes (.jpg, .png, .pgm, ...)."""
-    Image.init()
-    readable = {fmt for fmt, (factory, _) in Image.OPEN.items()
-                if fmt not in NOT_DECODED_FORMATS
-                and not (inspect.isclass(factory) and issubclass(factory, ImageFile.StubImageFile))}
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in readable)
-
-
-IMAGE_SUFFIXES = _readable_suffixes()
 
 
 @dataclass
@@ -149,7 +132,7 @@ class ImageFolder(FewShotDataset):
         std: list[float] | None = None,
         augment: AugmentNode = None,
     ) -> None:
-        if root is None or str(root).strip() == "":
+        if (root is None or str(root).strip() == "") and cache_file is None:
             raise ConfigError("dataset.root is not set; give dataset.root=DIR, a folder with one "
                               "subfolder of images per class")
         if channels not in (1, 3):
@@ -166,7 +149,8 @@ class ImageFolder(FewShotDataset):
             _check_ratios(list(split))
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         super().__init__(name, channels, test_episodes, mean, std, augment)
-        self.root = Path(root).expanduser()
+        # With only a cache file (a machine without the images) the root is just a name in the log.
+        self.root = Path(root).expanduser() if root else Path("<dataset.root not set>")
         self.cache_dir = cache_dir
         self.image_size = image_size
         self.resize = resize
@@ -379,16 +363,17 @@ def ratio_split(names: list[str], ratios: list[float], seed: int, root: Path) ->
     permutation of positions would reshuffle them all), and the split is the same on every machine.
 
     Raises:
-        ConfigError: the ratios are invalid, or leave a split without classes.
+        ConfigError: the ratios are invalid, or leave a split fewer than MIN_CLASSES_PER_SPLIT
+            classes (a one-class episode tells nothing apart).
     """
     _check_ratios(ratios)
     k = len(names)
     n_val, n_test = (math.floor(r * k + 0.5) for r in ratios[1:])
     n_train = k - n_val - n_test
-    if min(n_train, n_val, n_test) < 1:
+    if min(n_train, n_val, n_test) < MIN_CLASSES_PER_SPLIT:
         raise ConfigError(f"dataset.split={ratios} gives {n_train}/{n_val}/{n_test} of the {k} classes "
-                          f"under {root} to train/val/test; every split needs a class: change the "
-                          f"ratios or add classes")
+                          f"under {root} to train/val/test; an episode needs {MIN_CLASSES_PER_SPLIT} "
+                          f"classes in every split: change the ratios or add classes")
 
     def rank(c: int) -> bytes:
         return hashlib.blake2b(f"{seed}:{names[c]}".encode(), digest_size=8).digest()

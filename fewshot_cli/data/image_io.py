@@ -1,11 +1,12 @@
 """Decoding image files into uint8 arrays, with an error that names the bad file."""
 
+import inspect
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from fewshot_cli.errors import DatasetError
 
@@ -70,3 +71,24 @@ def _to_8_bit(image: Image.Image, path: Path) -> Image.Image:
         raise DatasetError(f"image {path} (Pillow mode {image.mode}) holds {kind}; save it as an 8- "
                            f"or 16-bit image and run again")
     return Image.fromarray(np.rint(values * (255 / high)).astype(np.uint8))
+
+
+# Formats Pillow registers for reading that are not images it decodes by itself: the stub plugins
+# (BUFR, GRIB, HDF5, WMF: need a handler installed by other code), EPS (runs Ghostscript), MPEG
+# (only its header is read) and IPTC (metadata). A file with one of these suffixes is reported as
+# "not an image" rather than failing the run.
+NOT_DECODED_FORMATS = ("EPS", "MPEG", "IPTC")
+
+
+def _readable_suffixes() -> frozenset[str]:
+    """Lower-case file suffixes of the image formats this Pillow decodes (.jpg, .png, .pgm, .webp, ...)."""
+    Image.init()
+    readable = {fmt for fmt, (factory, _) in Image.OPEN.items()
+                if fmt not in NOT_DECODED_FORMATS
+                and not (inspect.isclass(factory) and issubclass(factory, ImageFile.StubImageFile))}
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in readable)
+
+
+# What every image listing reads (image_folder, AT&T faces, `fewshot predict`): one list, so a file
+# that training accepts is never silently skipped by predict (.webp was).
+IMAGE_SUFFIXES = _readable_suffixes()

@@ -114,6 +114,26 @@ def _writer_version(payload: dict[str, Any]) -> str:
     return str(versions.get("fewshot_cli", "unknown")) if isinstance(versions, dict) else "unknown"
 
 
+def config_for_rebuilding(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config as the model is rebuilt from it: pretrained weights not fetched.
+
+    A backbone trained from pretrained weights (`backbone.weights=IMAGENET1K_V1`) gets every weight
+    from the checkpoint's state dict, so building it must not need (or download) the original
+    weight file: `weights` becomes null in a copy; the checkpoint itself keeps the record.
+    """
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            stripped = {key: strip(value) for key, value in node.items()}
+            if str(stripped.get("_target_", "")).endswith(".TorchvisionBackbone") and stripped.get("weights"):
+                stripped["weights"] = None
+            return stripped
+        if isinstance(node, list):
+            return [strip(value) for value in node]
+        return node
+
+    return strip(config)
+
+
 # Config values that size a network's weights: a checkpoint only runs where they are the same.
 SHAPE_KEYS = ("dataset.image_size", "dataset.channels", "method.n_way", "method.image_size",
               "method.image_channels", "method.input_shape")

@@ -69,6 +69,9 @@ class MAML(FewShotMethod):
     """
 
     memory_hint: ClassVar[str] = OOM_HINT  # the trainer quotes it on CUDA OOM in backward
+    # The inner loop's cross-entropy counts support images, so a class with more of them pulls the
+    # adapted head towards itself: `fewshot predict` gives every class the same number.
+    equal_shots = True
 
     needs_grad_at_eval = True
     query_batch_statistics = True  # BatchNorm without running statistics (see the class doc)

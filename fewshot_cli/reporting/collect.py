@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from fewshot_cli.config.overrides import option_name
 from fewshot_cli.methods.names import method_name, method_name_from_class
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,29 @@ def dataset_label(metrics: dict[str, Any], node: dict[str, Any] | None = None) -
     return f"{label} ({', '.join(details)})" if details else label
 
 
+# Keys that change what the network sees without changing the classes, with their defaults
+# (conf/dataset/<name>.yaml): a model tested at another image size is another setting.
+INPUT_KEYS: dict[str, dict[str, Any]] = {
+    "omniglot": {"image_size": 28}, "mnist": {"image_size": 28}, "att_faces": {"image_size": 100},
+    "cifar_fs": {"image_size": 32}, "cifar100": {"image_size": 32}, "image_folder": {"image_size": 84},
+    "mini_imagenet": {"image_size": 84}, "cub": {"image_size": 84},
+}
+
+
 def class_split(dataset: str, node: dict[str, Any]) -> list[str]:
-    """["key=value"] for each of the dataset's class-split keys set to other than its default (a key
-    the node lacks, as in a run from before the key existed, counts as the default)."""
-    defaults = dict(CLASS_SPLIT_KEYS.get(dataset, {}))
+    """["key=value"] for each of the dataset's class-split and input keys set to other than its
+    default (a key the node lacks, as in a run from before the key existed, counts as the default).
+    Your own images (image_folder) are named by their folder: two folders are two datasets."""
+    defaults = {**CLASS_SPLIT_KEYS.get(dataset, {}), **INPUT_KEYS.get(dataset, {})}
+    details = []
+    if dataset == "image_folder":
+        for key in ("root", "split_csv_dir"):
+            if node.get(key):
+                details.append(f"{key}={Path(str(node[key])).name}")
+        if node.get("split") and not node.get("split_csv_dir"):
+            details.append("split=" + ",".join(map(str, node["split"])))
     if dataset == "mnist" and node.get("classes_split") == "all":
         defaults.pop("test_classes")  # every digit is tested whatever the list says
-    details = []
     for key, default in defaults.items():
         value = node.get(key, default)
         if value is not None and value != default:
@@ -186,15 +203,43 @@ def _method(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any]) -> s
     name, which has no variant: the checkpoint's training run's config gives it when that run is
     still where ckpt_path says, else the plain name ("PrototypicalNetworks" -> "protonet").
     """
+    source_run = _source_run(metrics.get("ckpt_path"))
+    backbone = _backbone_label(run_dir, config, source_run)
     node = _method_node(run_dir, config)
     if node is not None:
-        return method_name(node)
+        return method_name(node) + backbone
     written = str(metrics.get("method") or "?")
-    source_run = _source_run(metrics.get("ckpt_path"))
     if written == method_name_from_class(written) or source_run is None:
-        return method_name_from_class(written)  # already a config name, or nowhere to look
+        return method_name_from_class(written) + backbone  # already a config name, or nowhere to look
     source_node = _method_node(source_run, _load_config(source_run))
-    return method_name(source_node) if source_node is not None else method_name_from_class(written)
+    name = method_name(source_node) if source_node is not None else method_name_from_class(written)
+    return name + backbone
+
+
+DEFAULT_BACKBONES = ("conv4", "conv4_maps", None)  # the papers' Conv-4: no suffix
+
+
+def _backbone_label(run_dir: Path, config: dict[str, Any], source_run: Path | None) -> str:
+    """" [resnet12]", " [torchvision resnet18 IMAGENET1K_V1]", or "" for the default Conv-4: another
+    embedding network is another model (and the papers' numbers are Conv-4's)."""
+    node = None
+    for place in ([run_dir] if source_run is None else [source_run, run_dir]):
+        for name in ("run_config.yaml", ".hydra/config.yaml"):
+            candidate = _load_config(place, name).get("backbone")
+            if isinstance(candidate, dict) and candidate.get("_target_"):
+                node = candidate
+                break
+        if node is not None:
+            break
+    if node is None:
+        return ""
+    option = option_name("backbone", str(node["_target_"]))
+    if option in DEFAULT_BACKBONES:
+        return ""
+    if option == "torchvision":
+        weights = f" {node['weights']}" if node.get("weights") else ""
+        return f" [torchvision {node.get('name', '?')}{weights}]"
+    return f" [{option or str(node['_target_']).rsplit('.', 1)[-1]}]"
 
 
 def _method_node(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config.counts import check_eval_counts
-from fewshot_cli.engine.checkpoint import load_checkpoint, load_model_weights
+from fewshot_cli.engine.checkpoint import config_for_rebuilding, load_checkpoint, load_model_weights
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import write_metrics
@@ -28,8 +28,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
-    run_cfg = merge_with_checkpoint(cfg, checkpoint["config"] if checkpoint else None)
+    run_cfg = merge_with_checkpoint(cfg, config_for_rebuilding(checkpoint["config"]) if checkpoint else None)
     check_eval_counts(run_cfg)  # before any data is read or any model built
+    if checkpoint is not None:
+        _warn_about_input_changes(checkpoint["config"].get("dataset") or {}, run_cfg.dataset)
     torch.manual_seed(run_cfg.seed)
     ctx = DeviceContext.from_config(run_cfg.device)
     dataset = build_dataset(run_cfg.dataset)
@@ -109,3 +111,14 @@ def _fill_nulls(node: DictConfig, defaults: dict[str, Any]) -> None:
     for key, value in defaults.items():
         if node.get(key) is None:
             node[key] = value
+
+
+def _warn_about_input_changes(trained: dict[str, Any], now: DictConfig) -> None:
+    """Say when the images reach the network otherwise than in training (another dataset given on
+    the command line keeps its own defaults): the accuracy then measures that change too."""
+    for key in ("image_size", "channels", "mean", "std"):
+        was, is_now = trained.get(key), OmegaConf.select(now, key, default=None)
+        is_now = OmegaConf.to_container(is_now) if OmegaConf.is_config(is_now) else is_now
+        if was is not None and is_now is not None and was != is_now:
+            log.warning("the checkpoint was trained with dataset.%s=%s, this evaluation uses %s "
+                        "(add dataset.%s=%s to evaluate as trained)", key, was, is_now, key, was)

@@ -28,10 +28,10 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config.targets import check_role
-from fewshot_cli.data.att_faces import IMAGE_SUFFIXES, natural_key
+from fewshot_cli.data.att_faces import natural_key
 from fewshot_cli.data.base import FewShotDataset
-from fewshot_cli.data.image_io import is_hidden
-from fewshot_cli.engine.checkpoint import load_checkpoint, load_model_weights
+from fewshot_cli.data.image_io import IMAGE_SUFFIXES, is_hidden
+from fewshot_cli.engine.checkpoint import config_for_rebuilding, load_checkpoint, load_model_weights
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.errors import ConfigError, DatasetError
 from fewshot_cli.methods.base import FewShotMethod
@@ -59,8 +59,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     `cfg.pair`; print, write `<output_dir>/predictions.json` and return the results."""
     reject = parse_reject(cfg.reject)  # a bad value is refused before anything is loaded
     classes = _class_names(cfg.classes)
-    if cfg.top_k < 1:
-        raise ConfigError(f"top_k={cfg.top_k} must be at least 1")
+    # predict.yaml has no typed schema: a text or fractional value is refused here, not in a traceback.
+    if isinstance(cfg.top_k, bool) or not isinstance(cfg.top_k, int) or cfg.top_k < 1:
+        raise ConfigError(f"top_k={cfg.top_k!r} must be a whole number of at least 1")
+    if cfg.threshold is not None and (isinstance(cfg.threshold, bool)
+                                      or not isinstance(cfg.threshold, int | float)):
+        raise ConfigError(f"threshold={cfg.threshold!r} must be a number (a distance) or null")
     if cfg.pair is None and (cfg.query is None or (cfg.support_dir is None and classes is None)):
         raise ConfigError("give support_dir=DIR and query=PATH (with method=clip: classes=[a,b] and "
                           "query=PATH), or pair=[a.png,b.png]")
@@ -118,7 +122,7 @@ def _rebuild(cfg: DictConfig, checkpoint: dict[str, Any] | None,
                               f"ckpt_path=<.../checkpoints/best.pt> (only method=clip and clip_protonet "
                               f"need none)")
         return build_method(method, ctx).eval(), None, method_name(method)
-    saved = checkpoint["config"]
+    saved = config_for_rebuilding(checkpoint["config"])
     node = OmegaConf.create({key: saved.get(key) for key in ("dataset", "backbone", "method")})
     if method is not None:
         if "_target_" in method and method._target_ != saved["method"]["_target_"]:
@@ -145,7 +149,8 @@ def image_files(path: Path, what: str) -> list[Path]:
                     if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f)),
                    key=lambda f: natural_key(f.name))
     if not files:
-        raise DatasetError(f"{what} {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DatasetError(f"{what} {path} holds no images (no file Pillow reads: .jpg, .png, .pgm, "
+                           f".webp, ...)")
     return files
 
 

@@ -39,3 +39,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=None, help="where to write report.* (default: DIR)")
     args = parser.parse_args(argv)
     print(report(args.directory, args.out), end="")
+    out = args.out or args.directory
+    written = ", ".join(name for name in ("report.md", "report.csv", "report_curves.png")
+                        if (out / name).is_file())
+    print(f"\nwritten to {out}: {written}", flush=True)
