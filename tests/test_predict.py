@@ -355,3 +355,18 @@ def test_every_format_training_reads_is_read_by_predict(protonet_ckpt: Path, sup
     Image.open(first).save(queries / "q1.webp")
     result = _predict(tmp_path, [f"ckpt_path={protonet_ckpt}", f"support_dir={support}", f"query={queries}"])
     assert [Path(p["query"]).name for p in result["predictions"]] == ["q1.webp"]
+
+
+def test_reject_auto_warns_when_the_support_set_is_shaped_otherwise(protonet_ckpt: Path, support_dir: Path,
+                                                                   faces: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A newcomer's input: MatchingNet's threshold, chosen on 2-known-class episodes, rejected every
+    query of a 4-class support set without a word."""
+    stored = torch.load(protonet_ckpt, weights_only=True)["open_set"]
+    n_support_classes = len([p for p in support_dir.iterdir() if p.is_dir()])
+    with caplog.at_level("WARNING"):
+        _predict(tmp_path, [f"ckpt_path={protonet_ckpt}", f"support_dir={support_dir}",
+                            f"query={faces / 'att_faces' / 's7' / '6.pgm'}", "reject=auto"])
+    differs = n_support_classes != stored["n_known"] or stored["n_shot"] != 2
+    assert ("reject=auto's threshold was chosen on" in caplog.text) == differs
+    assert differs  # the fixture's 2 people x 2 photos are not the validation shape

@@ -79,6 +79,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         support_dir = Path(cfg.support_dir) if cfg.support_dir is not None else None
         results.update(classify(model, loader, ctx, support_dir, Path(cfg.query), cfg.top_k,
                                 classes=classes, threshold=threshold, threshold_source=source))
+        if reject == "auto":
+            _warn_if_shaped_otherwise(checkpoint.get("open_set") or {}, results.get("support") or {})
     if cfg.pair is not None:
         if dataset is None or not model.has_embedding:
             raise ConfigError(f"pair= compares image embeddings and {name} has none (protonet and "
@@ -256,3 +258,18 @@ def compare(model: FewShotMethod, dataset: FewShotDataset, ctx: DeviceContext, p
         verdict = "same" if result["same"] else "different"
         print(f"distance {distance:.4g}: {verdict} (threshold {threshold:.4g})", flush=True)
     return result
+
+
+def _warn_if_shaped_otherwise(stored: dict[str, Any], support: dict[str, Any]) -> None:
+    """reject=auto's threshold was chosen on episodes of `n_known` classes with `n_shot` images each;
+    a logit scale that moves with the number of classes or shots (Matching Networks' log-probabilities,
+    MAML's adapted head) makes it unreliable on a support set of another shape, so say so."""
+    counts = list((support.get("images_per_class") or {}).values())
+    if not counts or "n_known" not in stored:
+        return
+    shots = support.get("shots_used") or min(counts)
+    if len(counts) != stored["n_known"] or shots != stored.get("n_shot", shots):
+        log.warning("reject=auto's threshold was chosen on %d-way %d-shot validation episodes; this "
+                    "support set is %d-way %d-shot, so for methods whose logits change with the way "
+                    "or shot (matchingnet, maml) check the answers or give reject=<number>",
+                    stored["n_known"], stored.get("n_shot", 0), len(counts), shots)
