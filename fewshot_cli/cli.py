@@ -25,6 +25,7 @@ from fewshot_cli.config.locate import config_path
 from fewshot_cli.config.overrides import check_override_keys, quote_override, typed_shapes_are_exact
 from fewshot_cli.config.resume import merge_resume_config
 from fewshot_cli.engine.checkpoint import load_checkpoint
+from fewshot_cli.engine.provenance import record_invocation
 from fewshot_cli.engine.trainer import TrainingInterrupted
 from fewshot_cli.errors import FewShotError
 from fewshot_cli.sweep_summary import JobResult
@@ -163,6 +164,8 @@ def main() -> None:
         print(f"fewshot: unknown command {command!r}; choose one of {', '.join(COMMANDS)}\n\n{USAGE}",
               file=sys.stderr, end="")
         sys.exit(2)
+    if command in ("train", "eval"):
+        record_invocation(["fewshot", command, *sys.argv[1:]])  # as typed, for metrics.json
     sys.argv[0] = f"fewshot {command}"
     sys.argv[1:] = multirun_flag_first(sys.argv[1:])
     try:

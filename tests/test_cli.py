@@ -90,6 +90,19 @@ def test_train_writes_the_run_directory(trained: Path) -> None:
     assert not (trained.parent / "outputs").exists()  # hydra.run.dir was honoured
 
 
+def test_metrics_name_the_commit_and_the_command_as_typed(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["command"].startswith("fewshot train device=cpu dataset.download=false ")
+    assert metrics["command"].endswith(f" hydra.run.dir={trained}")  # not the overrides cli.py adds
+    commit = metrics["git_commit"]
+    assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", commit), commit
+    # A commit of this checkout (HEAD may have moved on since: other work is committed meanwhile).
+    package = Path(__file__).resolve().parent.parent / "fewshot_cli"
+    known = subprocess.run(["git", "-C", str(package), "cat-file", "-e",
+                            commit.removesuffix("-dirty") + "^{commit}"], check=False)
+    assert known.returncode == 0, commit
+
+
 def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, str],
                                                   tmp_path: Path) -> None:
     assert FEWSHOT_SCRIPT.is_file(), "the `fewshot` console script is not installed beside python"
@@ -110,6 +123,10 @@ def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, 
     assert progress == [str(n) for n in range(2, 21, 2)], log
     assert f"[INFO] {match.group(0)}" in log
     assert f"metrics written to {out / 'metrics.json'}" in log
+    assert metrics["command"] == shlex.join([
+        "fewshot", "eval", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "eval.n_episodes=20",
+        "eval_episodes.n_way=4", "device=cpu", f"hydra.run.dir={out}"])
+    assert metrics["git_commit"]
 
 
 def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path: Path) -> None:

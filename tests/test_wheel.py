@@ -100,7 +100,10 @@ def test_tiny_training_with_the_installed_package(wheel_venv: Path, outside: dic
            "train_episodes.n_query=5", "eval_episodes.n_query=5", "trainer.max_episodes=2",
            "trainer.val_every=2", "trainer.val_episodes=3", "eval.n_episodes=5",
            f"hydra.run.dir={run_dir}"], **outside)
-    assert json.loads((run_dir / "metrics.json").read_text())["train/episodes"] == 2
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train/episodes"] == 2
+    assert metrics["git_commit"] is None  # an installed wheel is no git checkout
+    assert metrics["command"].startswith("fewshot train device=cpu ")
     hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
     main_sources = [(s.schema, s.path) for s in hydra.runtime.config_sources if s.provider == "main"]
     assert main_sources == [("pkg", "fewshot_cli.conf")]

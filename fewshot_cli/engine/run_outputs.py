@@ -5,11 +5,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from fewshot_cli.engine.provenance import run_provenance
+
 log = logging.getLogger(__name__)
 
 
 def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Write metrics.json (accuracies in percent) and return its path."""
+    """Write metrics.json (accuracies in percent) and return its path.
+
+    Adds `git_commit` and `command` to `metrics` (fewshot_cli/engine/provenance.py), so a stored
+    result names the code and the command line that produced it.
+    """
+    metrics.update(run_provenance())
     path = output_dir / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return path

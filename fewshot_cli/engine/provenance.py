@@ -1,0 +1,60 @@
+"""Where a result came from: the git commit of the code that ran and the command line as typed.
+
+Both go into every metrics.json, so a stored result names what produced it without a separate note.
+"""
+
+import shlex
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+# Set by the `fewshot` console script before Hydra rewrites sys.argv (it pops the subcommand and
+# appends run-directory overrides), so that metrics.json shows what the user typed.
+_TYPED: list[str] = []
+
+
+def record_invocation(argv: list[str]) -> None:
+    """Remember the command line as typed (`["fewshot", "train", "key=value", ...]`) and pin the
+    commit now: a long run's code is the code at its start, whatever is committed meanwhile."""
+    _TYPED[:] = argv
+    code_commit()
+
+
+def command_line() -> str:
+    """The command line as typed, shell-quoted (`fewshot train 'dataset.root=my images'`); outside the
+    console script (a Python caller) the process's own sys.argv."""
+    return shlex.join(_TYPED or sys.argv)
+
+
+@cache
+def code_commit() -> str | None:
+    """Short hash of the checkout holding this package, with "-dirty" when tracked files differ from
+    it; None when the package is not a tracked file of a git checkout (an installed wheel, even one
+    inside a virtualenv that sits in a checkout) or git is not available."""
+    try:
+        tracked = _git("ls-files", "--error-unmatch", "__init__.py")
+        if tracked is None:
+            return None
+        commit = _git("rev-parse", "--short", "HEAD")
+        changes = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):  # no git executable, or a hung file system
+        return None
+    if not commit or changes is None:
+        return None
+    return commit + ("-dirty" if changes else "")
+
+
+def _git(*args: str) -> str | None:
+    """stdout of `git -C <package dir> args`, or None when git fails (not a checkout, not tracked)."""
+    done = subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True, text=True,
+                          timeout=30, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def run_provenance() -> dict[str, Any]:
+    """The metrics.json fields naming what produced a result: `git_commit` and `command`."""
+    return {"git_commit": code_commit(), "command": command_line()}
