@@ -6,7 +6,7 @@ checkpoint path), print the accuracy, how often the best-scored support is also 
 total ink is closest to the query's (chance 5%: an ink-amount shortcut would raise it), and the
 largest number of an episode's 20 queries won by one support (hubness; 1 would be a perfect model).
 
-    FEWSHOT_DATA_DIR=... python diagnose_ranking.py untrained path/to/last.pt
+    FEWSHOT_DATA_DIR=... python benchmarks/diagnose_ranking.py untrained path/to/last.pt
 """
 
 import sys
