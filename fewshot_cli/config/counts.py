@@ -62,6 +62,9 @@ def check_train_counts(cfg: DictConfig) -> int:
             raise ConfigError(f"trainer.{key}={value} must be a multiple of trainer.tasks_per_step={tps}")
     if trainer.get("max_minutes") is not None and trainer.max_minutes <= 0:
         raise ConfigError(f"trainer.max_minutes={trainer.max_minutes} must be positive (or null)")
+    patience = trainer.get("early_stop_patience")
+    if patience is not None and patience < 1:
+        raise ConfigError(f"trainer.early_stop_patience={patience} must be at least 1 validation (or null)")
     check_episode_count(trainer.val_episodes, "trainer.val_episodes")
     check_episode_count(cfg.eval.n_episodes, "eval.n_episodes")
     check_episode_shape(cfg.train_episodes, "train_episodes")

@@ -51,6 +51,8 @@ class TrainerSchema:
     within_group: bool = False
     max_minutes: Optional[float] = None
     progress_bar: bool = True
+    # Stop after this many validations in a row without a new best validation accuracy (null: off).
+    early_stop_patience: Optional[int] = None
 
 
 @dataclass

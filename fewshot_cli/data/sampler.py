@@ -129,6 +129,16 @@ class EpisodeSampler:
         """Classes this sampler can draw from."""
         return len(self._class_names)
 
+    @property
+    def class_ids(self) -> torch.Tensor:
+        """int64 [num_classes]: the split-level class index of each class this sampler draws from
+        (class_pick of sample_indices indexes it)."""
+        return self._class_ids
+
+    def seed_of(self, index: int) -> int:
+        """The 64-bit generator seed of episode `index` of this stream."""
+        return episode_seed(self.seed, self.stream, index)
+
     def sample_indices(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and class indices of episode `index`, on the CPU.
 

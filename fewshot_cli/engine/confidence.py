@@ -1,7 +1,7 @@
 """Mean accuracy with a 95% confidence interval over test episodes (as reported since Vinyals 2016)."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -13,6 +13,9 @@ class AccuracyEstimate:
     mean: float
     ci95: float
     n_episodes: int
+    # Each episode's accuracy as a fraction in [0, 1], float64 [n_episodes] on the CPU (None when
+    # built from a mean alone): kept so that two runs on the same episodes can be paired.
+    per_episode: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     def describe(self, n_way: int, n_shot: int, prefix: str = "test/acc") -> str:
         """E.g. 'test/acc 98.21 ± 0.12 (95% CI, 1000 episodes, 20-way 1-shot)'."""
@@ -25,7 +28,7 @@ def mean_and_ci95(per_episode_accuracy: torch.Tensor) -> AccuracyEstimate:
     values = per_episode_accuracy.double().cpu()
     n = values.numel()
     std = float(values.std(unbiased=True)) if n > 1 else 0.0
-    return AccuracyEstimate(100.0 * float(values.mean()), 100.0 * 1.96 * std / math.sqrt(n), n)
+    return AccuracyEstimate(100.0 * float(values.mean()), 100.0 * 1.96 * std / math.sqrt(n), n, values)
 
 
 # Two-sided 95% quantiles of Student's t with df degrees of freedom (standard tables): with the few

@@ -42,6 +42,8 @@ class TrainState:
     best_val_ci95: float = 0.0
     best_episode: int = 0
     train_seconds: float = 0.0    # time in training steps, validation excluded
+    validations_since_best: int = 0  # validations in a row without a new best (early stopping)
+    stopped_by: str = ""          # what ended training: max_episodes, plateau or max_minutes
 
 
 class TrainingInterrupted(Exception):
@@ -119,6 +121,9 @@ class Trainer:
         self.model.train()
         deadline = _deadline(self.settings.get("max_minutes"))
         pace = _Pace(state.step * tps, self.settings.max_episodes, deadline)
+        patience = self.settings.get("early_stop_patience")
+        if _plateaued(state, patience):  # resumed from a run that had stopped on its plateau
+            return self._stop_on_plateau(state, patience)
         with progress, _deferred_interrupts() as interrupted:
             clock = time.perf_counter()
             for _ in range(state.step, total_steps):
@@ -144,7 +149,21 @@ class Trainer:
                 if out_of_time:
                     log.info("trainer.max_minutes=%s reached after %d episodes; stopping here",
                              self.settings.max_minutes, episode)
+                    state.stopped_by = "max_minutes"
                     break
+                if "validate" in due and _plateaued(state, patience):
+                    self._stop_on_plateau(state, patience)
+                    break
+            else:
+                state.stopped_by = "max_episodes"
+        return state
+
+    def _stop_on_plateau(self, state: TrainState, patience: int) -> TrainState:
+        log.info("validation accuracy has not improved for %d validations (trainer.early_stop_patience"
+                 "=%d; best %.2f at episode %d): stopping after %d episodes",
+                 state.validations_since_best, patience, state.best_val_acc, state.best_episode,
+                 state.step * self.tasks_per_step)
+        state.stopped_by = "plateau"
         return state
 
     def _agree(self, flag: bool) -> bool:
@@ -241,7 +260,10 @@ class Trainer:
         if estimate.mean > state.best_val_acc:
             state.best_val_acc, state.best_val_ci95 = estimate.mean, estimate.ci95
             state.best_episode = episode
+            state.validations_since_best = 0
             self._save(self.best_path, state)
+        else:
+            state.validations_since_best += 1
 
     def _record(self, episode: int, scalars: dict[str, float]) -> None:
         """Append to train_history.jsonl and TensorBoard (rank 0 only)."""
@@ -337,6 +359,12 @@ class _Pace:
                   if max_minutes is None else f"within trainer.max_minutes={max_minutes}")
         log.info("%.2f episodes/s: the remaining %d episodes take about %s (%s)", rate,
                  last - episode, f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min", budget)
+
+
+def _plateaued(state: TrainState, patience: int | None) -> bool:
+    """Early stopping: `patience` validations in a row without a new best (never with None). Only
+    validation episodes decide it, never test episodes, so the test stays an unbiased estimate."""
+    return patience is not None and state.validations_since_best >= patience
 
 
 def _deadline(max_minutes: float | None) -> float:

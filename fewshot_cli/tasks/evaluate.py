@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from fewshot_cli.config.counts import check_eval_counts
 from fewshot_cli.engine.checkpoint import config_for_rebuilding, load_checkpoint, load_model_weights
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
+from fewshot_cli.engine.episode_record import write_episode_accuracies
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import write_metrics
 from fewshot_cli.errors import ConfigError
@@ -61,6 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "test/n_query": sampler.n_query,
         "test/split": run_cfg.eval.split,
         "test/within_group": bool(run_cfg.eval.within_group),
+        **write_episode_accuracies(output_dir, sampler, estimate),
         "dataset": dataset.name,
         # Differs from "dataset" for a cross-domain test (e.g. an Omniglot model scored on MNIST).
         "train_dataset": checkpoint["config"]["dataset"]["name"] if checkpoint else None,

@@ -15,6 +15,7 @@ from fewshot_cli.config.counts import check_train_counts
 from fewshot_cli.engine.checkpoint import load_checkpoint, restore_rng_state
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.distributed import DistributedContext
+from fewshot_cli.engine.episode_record import write_episode_accuracies
 from fewshot_cli.engine.evaluator import evaluate_episodes
 from fewshot_cli.engine.run_outputs import log_hparams, open_tensorboard, write_metrics
 from fewshot_cli.engine.schedules import build_scheduler
@@ -141,9 +142,11 @@ def _test_best(cfg: DictConfig, trainer: Trainer, dataset: Any, ctx: DeviceConte
         "test/n_query": sampler.n_query,
         "test/split": cfg.eval.split,
         "test/within_group": bool(cfg.eval.within_group),
+        **write_episode_accuracies(Path(cfg.paths.output_dir), sampler, estimate),
         "val/best_acc": state.best_val_acc,
         "val/best_acc_ci95": state.best_val_ci95,
         "val/best_episode": state.best_episode,
+        "train/stopped_by": state.stopped_by,  # max_episodes, plateau or max_minutes
         "train/episodes": episodes_trained,
         "train/episodes_per_sec": episodes_trained / max(state.train_seconds, 1e-9),
         "train/train_seconds": state.train_seconds,
