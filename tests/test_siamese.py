@@ -24,8 +24,8 @@ from fewshot_cli.engine.figures import save_figure
 from fewshot_cli.engine.pair_figures import dissimilarity_grid, loss_curve_figure
 from fewshot_cli.engine.verification import best_accuracy_threshold, equal_error_rate, roc_auc
 from fewshot_cli.errors import ConfigError
+from fewshot_cli.methods.functional import class_max
 from fewshot_cli.methods.pair_functional import (
-    class_max,
     contrastive_loss,
     euclidean_distance,
     koch_bce_loss,

@@ -21,6 +21,7 @@ import torch
 
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.image_split import ImageSplit
+from fewshot_cli.data.normalise import normalisation
 from fewshot_cli.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class EpisodeSampler:
         self._counts = counts[eligible]
         self._class_table = _class_index_table(split.labels, eligible, int(self._counts.max()))
         self._images = split.images.to(self.device)
-        self._scale = _normalisation(split.images.shape[1], mean, std, self.device)
+        self._scale = normalisation(split.images.shape[1], mean, std, self.device)
         self._channels_last = channels_last
         self._augment = augment
         self._support_labels = torch.arange(n_way, device=self.device).repeat_interleave(n_shot)
@@ -239,19 +240,3 @@ def _class_groups(split: ImageSplit, eligible: torch.Tensor, n_way: int, key: st
         raise ConfigError(f"{key}.n_way={n_way}: no class group of {split.name} has that many "
                           f"classes; lower n_way or set {group_key}=false")
     return members
-
-
-def _normalisation(
-    channels: int,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and shift [C, 1, 1] so that x_uint8 * scale + shift == (x / 255 - mean) / std."""
-    mean_t = torch.tensor(mean if mean is not None else [0.0] * channels, dtype=torch.float32)
-    std_t = torch.tensor(std if std is not None else [1.0] * channels, dtype=torch.float32)
-    if mean_t.numel() != channels or std_t.numel() != channels:
-        raise ConfigError(f"dataset mean/std need {channels} values, one per image channel")
-    scale = (1.0 / (255.0 * std_t)).view(channels, 1, 1).to(device)
-    shift = (-mean_t / std_t).view(channels, 1, 1).to(device)
-    return scale, shift

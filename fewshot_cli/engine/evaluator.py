@@ -56,21 +56,16 @@ def evaluate_episodes(
     The tqdm bar shows only on a terminal (stderr); otherwise progress is logged: `progress_lines`
     evenly spaced lines, and one every PROGRESS_LOG_INTERVAL_S seconds of a slow run.
     """
-    was_training = model.training
-    model.eval()
     accuracies = torch.empty(n_episodes, device=ctx.device)
-    grad_mode = torch.enable_grad if model.needs_grad_at_eval else torch.no_grad
     episodes = sampler.episodes(0, n_episodes)
     show_bar = progress_bar and sys.stderr.isatty()
     progress = None if show_bar else _ProgressLog(description, n_episodes, progress_lines)
-    try:
+    with model.evaluating():
         for i, episode in enumerate(tqdm(episodes, total=n_episodes, desc=description, unit="ep",
                                          disable=not show_bar, mininterval=1, leave=False)):
-            with grad_mode(), ctx.autocast():
+            with ctx.autocast():
                 output = model.loss_and_logits(episode)
             accuracies[i] = accuracy(output.logits.detach(), episode.query_labels)
             if progress is not None:
                 progress.update(i + 1, accuracies)
-    finally:
-        model.train(was_training)
     return mean_and_ci95(accuracies)

@@ -208,9 +208,8 @@ class Trainer:
                 self.scaler.scale(output.loss / self.tasks_per_step).backward()
             except torch.cuda.OutOfMemoryError as error:
                 # The meta-gradient's memory peak is here, in backward: say which knobs lower it.
-                hint = getattr(self.model, "memory_hint", "use smaller episodes (n_way, n_shot, n_query)")
-                raise FewShotError(f"CUDA ran out of memory in a training step "
-                                   f"(trainer.tasks_per_step={self.tasks_per_step}); {hint}") from error
+                raise FewShotError(f"CUDA ran out of memory in a training step (trainer.tasks_per_step="
+                                   f"{self.tasks_per_step}); {self.model.memory_hint}") from error
             self._interval_loss += output.loss.detach().float()
             self._interval_acc += accuracy(output.logits.detach(), episode.query_labels)
             self._interval_episodes += 1

@@ -1,12 +1,16 @@
 """The contract every few-shot method fulfils, so the trainer and evaluator need no special cases."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from fewshot_cli.data.episode import Episode
+from fewshot_cli.methods.functional import class_max
+from fewshot_cli.methods.pair_functional import euclidean_distance
 
 
 class MethodOutput(NamedTuple):
@@ -42,6 +46,9 @@ class FewShotMethod(nn.Module, ABC):
             statistics of the query batch even in eval mode (MAML, as Finn et al.'s code), so a
             query's answer depends on the other queries; `fewshot predict` then puts the support
             images into the query batch too (a lone query would be normalised by itself).
+        memory_hint: what to change when a training step runs out of CUDA memory; the trainer
+            quotes it in its one-sentence error. The default names the episode shape, which bounds
+            every method's activations; MAML names its meta-gradient's own knobs.
     """
 
     trainable: ClassVar[bool] = True
@@ -49,6 +56,7 @@ class FewShotMethod(nn.Module, ABC):
     has_embedding: ClassVar[bool] = False
     equal_shots: ClassVar[bool] = False
     query_batch_statistics: ClassVar[bool] = False
+    memory_hint: ClassVar[str] = "use smaller episodes (n_way, n_shot, n_query)"
 
     @abstractmethod
     def loss_and_logits(self, episode: Episode) -> MethodOutput:
@@ -56,6 +64,23 @@ class FewShotMethod(nn.Module, ABC):
 
     def forward(self, episode: Episode) -> MethodOutput:
         return self.loss_and_logits(episode)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode for scoring episodes (evaluation, open-set thresholds, `fewshot predict`), and
+        the mode the model was in restored afterwards, also when scoring raises.
+
+        Autograd stays on only for methods that adapt by gradient at test time
+        (`needs_grad_at_eval`, MAML's inner loop); every other method scores without a graph.
+        """
+        was_training = self.training
+        self.eval()
+        grad_mode = torch.enable_grad if self.needs_grad_at_eval else torch.no_grad
+        try:
+            with grad_mode():
+                yield
+        finally:
+            self.train(was_training)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities of `loss_and_logits`'s logits (`fewshot predict`): [Q, n_way] ->
@@ -78,7 +103,7 @@ class FewShotMethod(nn.Module, ABC):
 
         Default: Euclidean distance.
         """
-        return (left - right).pow(2).sum(dim=-1).sqrt()
+        return euclidean_distance(left, right)
 
     def class_scores(self, query: torch.Tensor, support: torch.Tensor, support_labels: torch.Tensor,
                      n_way: int) -> torch.Tensor:
@@ -89,5 +114,4 @@ class FewShotMethod(nn.Module, ABC):
         """
         q, s = query.shape[0], support.shape[0]
         distances = self.pair_distance(query.repeat_interleave(s, 0), support.repeat(q, 1)).view(q, s)
-        out = torch.full((q, n_way), float("-inf"), dtype=distances.dtype, device=distances.device)
-        return out.scatter_reduce(1, support_labels.expand(q, s), -distances, reduce="amax")
+        return class_max(-distances, support_labels, n_way)

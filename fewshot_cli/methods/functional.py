@@ -37,6 +37,18 @@ def cosine_similarity_matrix(queries: torch.Tensor, centres: torch.Tensor) -> to
     return F.normalize(queries, dim=-1) @ F.normalize(centres, dim=-1).T
 
 
+def class_max(scores: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Nearest-support scoring: the best score over each class's support images, [Q, S] x [S] ->
+    [Q, n_way] (scores: higher = more alike, e.g. minus a distance; labels in 0..n_way-1).
+
+    The one-shot rule of Koch et al. 2015 (pick the support image most similar to the query)
+    extended to K shots by taking the most similar of the class's K images. Classes without support
+    get -inf.
+    """
+    out = torch.full((scores.shape[0], n_way), float("-inf"), dtype=scores.dtype, device=scores.device)
+    return out.scatter_reduce(1, labels.expand_as(scores), scores, reduce="amax", include_self=True)
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of rows whose argmax equals the label, as a 0-d tensor (no host sync)."""
     return (logits.argmax(dim=-1) == labels).float().mean()

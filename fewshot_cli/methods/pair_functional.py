@@ -65,13 +65,3 @@ def koch_bce_loss(same_logit: torch.Tensor, different: torch.Tensor) -> torch.Te
     """
     target = 1.0 - different.to(same_logit.dtype)
     return F.binary_cross_entropy_with_logits(same_logit, target)
-
-
-def class_max(scores: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Best score over each class's support images: [Q, S] x [S] -> [Q, n_way].
-
-    The one-shot rule of Koch et al. (pick the support image most similar to the query) extended to
-    K shots by taking the most similar of the class's K images. Classes without support get -inf.
-    """
-    out = torch.full((scores.shape[0], n_way), float("-inf"), dtype=scores.dtype, device=scores.device)
-    return out.scatter_reduce(1, labels.expand_as(scores), scores, reduce="amax", include_self=True)

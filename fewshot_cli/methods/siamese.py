@@ -19,8 +19,8 @@ from fewshot_cli.data.pairs import balanced_pairs
 from fewshot_cli.data.sampler import episode_seed
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod, MethodOutput
+from fewshot_cli.methods.functional import class_max
 from fewshot_cli.methods.pair_functional import (
-    class_max,
     contrastive_loss,
     euclidean_distance,
     euclidean_distance_matrix,

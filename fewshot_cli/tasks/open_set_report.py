@@ -99,19 +99,14 @@ def open_set_scores(model: FewShotMethod, split: ImageSplit, dataset: FewShotDat
                              seed=seed, stream=f"{stream}-open-set", device=ctx.device,
                              config_key="eval_episodes", mean=dataset.mean, std=dataset.std,
                              channels_last=ctx.channels_last)
-    was_training = model.training
-    model.eval()
-    grad_mode = torch.enable_grad if model.needs_grad_at_eval else torch.no_grad
     scores, known = [], []
-    try:
+    with model.evaluating():
         for episode in sampler.episodes(0, n_episodes):
             seen, is_known = known_part(episode, shape.n_known)
-            with grad_mode(), ctx.autocast():
+            with ctx.autocast():
                 logits = model.loss_and_logits(seen).logits
             scores.append(max_logit(logits).cpu())
             known.append(is_known.cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(scores), torch.cat(known)
 
 

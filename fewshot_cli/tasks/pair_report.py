@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.image_split import ImageSplit
+from fewshot_cli.data.normalise import normalise
 from fewshot_cli.data.pairs import balanced_pairs
 from fewshot_cli.data.sampler import episode_seed
 from fewshot_cli.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -32,32 +33,16 @@ GRID_PAIRS = 8
 EMBED_BATCH = 128
 
 
-def to_float(images: torch.Tensor, mean: tuple[float, ...] | None,
-             std: tuple[float, ...] | None) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> float (x / 255 - mean) / std, the episode sampler's normalisation."""
-    x = images.float() / 255.0
-    if mean is not None and std is not None:
-        channels = x.shape[1]
-        x = (x - torch.tensor(mean, device=x.device).view(1, channels, 1, 1)) / torch.tensor(
-            std, device=x.device).view(1, channels, 1, 1)
-    return x
-
-
-@torch.no_grad()
 def embed_images(model: FewShotMethod, images: torch.Tensor, dataset: FewShotDataset,
                  ctx: DeviceContext) -> torch.Tensor:
     """Embeddings [B, D] of uint8 images [B, C, H, W], in eval mode, in batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        parts = []
+    parts = []
+    with model.evaluating():
         for start in range(0, images.shape[0], EMBED_BATCH):
-            batch = to_float(images[start:start + EMBED_BATCH].to(ctx.device), dataset.mean, dataset.std)
+            batch = normalise(images[start:start + EMBED_BATCH].to(ctx.device), dataset.mean, dataset.std)
             with ctx.autocast():
                 parts.append(model.embed(batch).float())
-        return torch.cat(parts)
-    finally:
-        model.train(was_training)
+    return torch.cat(parts)
 
 
 def split_pairs(split: ImageSplit, seed: int, stream: str,

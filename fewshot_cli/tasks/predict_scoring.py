@@ -23,12 +23,12 @@ import torch
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.data.image_io import load_image
+from fewshot_cli.data.normalise import normalise
 from fewshot_cli.engine.device import DeviceContext
 from fewshot_cli.engine.open_set import max_logit
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod
 from fewshot_cli.methods.clip_preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
-from fewshot_cli.tasks.pair_report import to_float
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def dataset_loader(dataset: FewShotDataset, ctx: DeviceContext) -> ImageLoader:
     """Files -> float [B, C, H, W] on the device, decoded and normalised as `dataset`'s episodes."""
 
     def load(paths: list[Path]) -> torch.Tensor:
-        images = to_float(dataset.decode_files(paths).to(ctx.device), dataset.mean, dataset.std)
+        images = normalise(dataset.decode_files(paths).to(ctx.device), dataset.mean, dataset.std)
         return images.contiguous(memory_format=torch.channels_last) if ctx.channels_last else images
 
     return load
@@ -112,11 +112,8 @@ def score_queries(model: FewShotMethod, support: torch.Tensor, support_labels: t
     n_way = len(class_names)
     labels = support_labels.to(support.device)
     counts = torch.bincount(labels, minlength=n_way)
-    was_training = model.training
-    model.eval()
-    grad_mode = torch.enable_grad if model.needs_grad_at_eval else torch.no_grad
     parts = []
-    try:
+    with model.evaluating():
         for start in range(0, queries.shape[0], QUERY_CHUNK):
             chunk = queries[start:start + QUERY_CHUNK]
             context = support if model.query_batch_statistics else support[:0]
@@ -133,11 +130,9 @@ def score_queries(model: FewShotMethod, support: torch.Tensor, support_labels: t
                 n_shot=int(counts.min()) if len(labels) else 0,
                 n_query=chunk.shape[0],
             )
-            with grad_mode(), ctx.autocast():
+            with ctx.autocast():
                 logits = model.loss_and_logits(episode).logits
             parts.append(logits[context.shape[0]:].detach().float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(parts)
 
 
