@@ -21,6 +21,7 @@ saved_tensors_hooks), the activation memory that grows with MAML's inner steps a
     python benchmarks/method_throughput.py                  # CPU, Omniglot from $FEWSHOT_DATA_DIR
     python benchmarks/method_throughput.py --synthetic      # random images, no dataset needed
     python benchmarks/method_throughput.py --device cuda --episodes 200
+    python benchmarks/method_throughput.py --out benchmarks/results/method_throughput/cpu.json
 
 Prints one Markdown table; rates are medians of --repeats timed runs after a warm-up. On a shared
 CPU, wall-clock rates fall with other processes' load, so the table also gives episodes per CPU-second
@@ -87,6 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--synthetic", action="store_true", help="random images instead of Omniglot")
     parser.add_argument("--data-dir", default=os.environ.get("FEWSHOT_DATA_DIR", "data"))
     parser.add_argument("--cache-dir", default=os.environ.get("FEWSHOT_CACHE_DIR", "~/.cache/fewshot_cli"))
+    parser.add_argument("--out", help="also write the table, settings, commit and load as JSON here")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else ran)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one method, print JSON
     return parser.parse_args()
 
@@ -234,11 +237,41 @@ def main() -> None:
     print("| method | parameters | train episodes/s | train episodes/CPU-s | test episodes/s "
           "| test episodes/CPU-s | peak memory (MiB) | graph held for backward (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
+    started, rows = time.time(), []
     for method in methods:
         row = run_worker(method, args)
+        rows.append({"method": method, "label": METHODS[method][0], **row})
         print(f"| {METHODS[method][0]} | {int(row['parameters']):,} | {row['train']:.1f} "
               f"| {row['train_cpu']:.1f} | {row['test']:.1f} | {row['test_cpu']:.1f} "
               f"| {row['memory_mib']:.0f} | {row['graph_mib']:.1f} |", flush=True)
+    if args.out:
+        write_json(args, device, hardware, memory_kind, rows, time.time() - started)
+
+
+def write_json(args: argparse.Namespace, device: torch.device, hardware: str, memory_kind: str,
+               rows: list[dict], wall_s: float) -> None:
+    """The table as data, with what it was measured on and under: rates on a shared CPU fall with
+    other processes' load, so the load averages at the end are stored beside them."""
+    from fewshot_cli.engine.provenance import code_commit
+
+    result = {
+        "benchmark": "method_throughput",
+        "command": " ".join(["python", "benchmarks/method_throughput.py", *sys.argv[1:]]),
+        "git_commit": code_commit(),
+        "device": str(device), "hardware": hardware, "torch": torch.__version__,
+        "shape": {"n_way": SHAPE[0], "n_shot": SHAPE[1], "n_query": SHAPE[2]},
+        "episodes": args.episodes, "test_episodes": args.test_episodes, "repeats": args.repeats,
+        "threads": args.threads or torch.get_num_threads(),
+        "data": "synthetic" if args.synthetic else "omniglot",
+        "memory": memory_kind, "wall_s": round(wall_s, 1),
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "note": args.note,
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as file:
+        file.write(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
