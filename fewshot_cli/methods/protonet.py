@@ -8,6 +8,7 @@ from fewshot_cli.data.episode import Episode
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod, MethodOutput
 from fewshot_cli.methods.functional import (
+    at_least_float32,
     class_prototypes,
     cosine_similarity_matrix,
     squared_euclidean_distance,
@@ -49,7 +50,7 @@ class PrototypicalNetworks(FewShotMethod):
         support, query = embeddings[:n_support], embeddings[n_support:]
         prototypes = class_prototypes(support, episode.support_labels, episode.n_way)
         logits = self.logits(query, prototypes)
-        loss = F.cross_entropy(logits.float(), episode.query_labels)
+        loss = F.cross_entropy(at_least_float32(logits), episode.query_labels)
         return MethodOutput(loss, logits, {})
 
     def logits(self, query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from fewshot_cli.data.pairs import balanced_pairs
 from fewshot_cli.data.sampler import episode_seed
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod, MethodOutput
-from fewshot_cli.methods.functional import class_max
+from fewshot_cli.methods.functional import at_least_float32, class_max
 from fewshot_cli.methods.pair_functional import (
     contrastive_loss,
     euclidean_distance,
@@ -129,8 +129,9 @@ class SiameseNetwork(FewShotMethod):
     def pair_loss(self, left: torch.Tensor, right: torch.Tensor, different: torch.Tensor) -> torch.Tensor:
         """The configured loss of embedding pairs [P, D] x [P, D] with labels [P] (1 = different)."""
         if self.head is not None:
-            return koch_bce_loss(self.same_logit(left, right).float(), different)
-        return contrastive_loss(euclidean_distance(left.float(), right.float()), different, self.margin)
+            return koch_bce_loss(at_least_float32(self.same_logit(left, right)), different)
+        distance = euclidean_distance(at_least_float32(left), at_least_float32(right))
+        return contrastive_loss(distance, different, self.margin)
 
     def same_logit(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """BCE head: logit of "same" for broadcastable embeddings [..., D] -> [...]."""
