@@ -33,12 +33,10 @@ class KochNet(nn.Module):
     """Koch et al.'s embedding network: [B, C, S, S] -> [B, embedding_dim] in (0, 1).
 
     `init="paper"` is the paper's initialisation: conv weights N(0, 1e-2), biases N(0.5, 1e-2), fully
-    connected weights N(0, 2e-1). Koch et al. trained it with SGD and per-layer learning rates; on
-    Omniglot strokes it leaves ~60% of the 4096 sigmoid units saturated (|pre-activation| > 6) at the
-    start, and with Adam our 20-way within-alphabet validation accuracy fell to 11% after 500
-    episodes. `init="pytorch"` (default) keeps PyTorch's layer defaults (Kaiming-uniform), the choice
-    of the Adam re-implementations, and nothing saturates; its validation accuracy also dips below
-    the untrained score in the first few hundred episodes (README, Koch protocol: an open problem).
+    connected weights N(0, 2e-1), meant for SGD with per-layer learning rates; on Omniglot strokes it
+    saturates most of the 4096 sigmoid units at the start. `init="pytorch"` (default) keeps PyTorch's
+    layer defaults (Kaiming-uniform), the choice of the Adam re-implementations, where no unit
+    saturates. How the two behaved in our runs: docs/koch_siamese_notes.md.
 
     Args:
         in_channels: image channels (1 for Omniglot).

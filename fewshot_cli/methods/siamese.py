@@ -90,13 +90,9 @@ class SiameseNetwork(FewShotMethod):
                 raise ConfigError(f"method=siamese needs a flattening backbone (got output {tuple(shape)})")
             self.head = nn.Linear(int(shape[0]), 1)
             # Start from "same = minus the mean L1 distance" (every α_j = -1/D, β = 0), so the
-            # untrained model already ranks by a real distance (untrained Koch twin: 30.0% on 20-way
-            # within-alphabet tasks, chance 5%); PyTorch's default init gives each α_j a random sign
-            # and ranks classes at random. Training still dips below the untrained score at first
-            # (README, Koch protocol). On AT&T 4-fold CV this start and the random one differ by
-            # 1.4 points, not significantly. A -1/√D start was dropped: on ReLU embeddings (Conv-4,
-            # 50x50 faces, D = 576) the untrained logits start near -16 and CV accuracy fell to 84.8
-            # (benchmarks/results/cpu_siamese_att_faces_cv/summary.md).
+            # untrained model already ranks by a real distance; PyTorch's default init gives each α_j
+            # a random sign and ranks classes at random, and -1/√D makes the untrained logits very
+            # negative on ReLU embeddings. The starts compared: docs/koch_siamese_notes.md.
             nn.init.constant_(self.head.weight, -1.0 / self.head.in_features)
             nn.init.zeros_(self.head.bias)
 
