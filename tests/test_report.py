@@ -163,10 +163,11 @@ def test_newcomers_re_evaluations_are_one_model_and_the_lake_split_its_own_row(t
         91.2, (5, 5), 1, None, None)
     assert lake.episodes_trained == 3000 and lake.wall_time_s == 120.0  # the model's training run
     markdown = report(root, tmp_path / "out")
-    assert ("| protonet | omniglot | 5-way 1-shot | 1 (0) | 94.06 ± 0.36 |  | 1000 | 3000 | 2.0 min "
-            "| 98.8 | -4.74 | cpu | 2 |") in markdown
+    # Empty "best at", "ended by" and "git commit": metrics.json from before they were written.
+    assert ("| protonet | omniglot | 5-way 1-shot | 1 (0) | 94.06 ± 0.36 |  | 1000 | 3000 |  |  | "
+            "2.0 min | 98.8 | -4.74 | cpu |  | 2 |") in markdown
     assert ("| protonet | omniglot (split_scheme=lake) | 5-way 1-shot | 1 (0) | 91.20 ± 11.13 |  | 5 "
-            "| 3000 | 2.0 min |  |  | cpu |  |") in markdown
+            "| 3000 |  |  | 2.0 min |  |  | cpu |  |  |") in markdown
     assert "eval/2025-01-01_10-05-00 (2 episodes), eval/2025-01-01_10-06-00 (5 episodes); kept " \
            "train/2025-01-01_10-00-00 (1000 episodes)" in markdown
 
@@ -392,3 +393,21 @@ def test_input_defaults_match_the_dataset_configs() -> None:
     for name, defaults in INPUT_KEYS.items():
         node = yaml.safe_load((conf / f"{name}.yaml").read_text())
         assert {key: node[key] for key in defaults} == defaults, name
+
+
+def test_rows_say_where_the_best_checkpoint_was_what_ended_training_and_the_code(tmp_path: Path) -> None:
+    """The reproduction table's columns: best.pt's episode (the training run's val/best_episode, also
+    for an eval of its checkpoint), what ended training, and the git commit of the result."""
+    root = tmp_path / "runs"
+    provenance = {"git_commit": "abc1234", "command": "fewshot train ..."}
+    write_run(root / "train", "train", 97.0, seed=0, extra={
+        "val/best_episode": 2500, "train/stopped_by": "plateau", **provenance})
+    write_run(root / "eval_20w", "eval", 93.0, seed=0, n_way=20, method=None, dataset=None,
+              ckpt_path=str(root / "train" / "checkpoints" / "best.pt"),
+              extra={"ckpt_episode": 2500, "git_commit": "def5678-dirty"})
+    markdown = report(root, tmp_path / "out")
+    assert "| 1000 | 3000 | 2500 | plateau | 2.0 min | 98.8 | -1.80 | cpu | abc1234 |" in markdown
+    assert "| 1000 | 3000 | 2500 | plateau | 2.0 min | 96.0 | -3.00 | cpu | def5678-dirty |" in markdown
+    rows = {r["n_way"]: r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text()))}
+    assert (rows["5"]["best_episode"], rows["5"]["stopped_by"], rows["5"]["git_commit"]) == (
+        "2500", "plateau", "abc1234")

@@ -34,6 +34,10 @@ class RunRecord:
     source_run: Path | None = None  # eval runs: the run directory that wrote the checkpoint
     n_query: int | None = None      # query images per class in each test episode
     written: float = 0.0            # metrics.json's modification time (which of two results is newer)
+    episodes_file: str | None = None  # per-episode accuracies beside metrics.json (None: older run)
+    best_episode: int | None = None   # training episode of best.pt (chosen on validation)
+    stopped_by: str | None = None     # what ended training: max_episodes, plateau or max_minutes
+    git_commit: str | None = None     # the code that produced the result (-dirty: uncommitted edits)
 
     @property
     def model(self) -> str:
@@ -87,6 +91,10 @@ def read_run(run_dir: Path) -> RunRecord | None:
         source_run=source_run,
         n_query=None if metrics.get("test/n_query") is None else int(metrics["test/n_query"]),
         written=(run_dir / "metrics.json").stat().st_mtime,
+        episodes_file=metrics.get("test/episodes_file"),
+        best_episode=metrics.get("val/best_episode", metrics.get("ckpt_episode")),
+        stopped_by=metrics.get("train/stopped_by"),
+        git_commit=metrics.get("git_commit"),
     )
 
 

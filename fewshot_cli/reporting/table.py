@@ -41,6 +41,9 @@ class ResultRow:
     wall_time_s: float | None
     paper: float | None
     device: str
+    best_episode: float | None = None            # training episode of best.pt (mean over models)
+    stopped_by: tuple[str, ...] = ()             # what ended the models' training (distinct)
+    git_commits: tuple[str, ...] = ()            # the code of the kept results (distinct)
     kept: tuple[tuple[Path, int], ...] = ()       # (run dir, test episodes) of each kept result
     set_aside: tuple[tuple[Path, int], ...] = ()  # the other results of the same models
 
@@ -68,8 +71,17 @@ def _preference(record: RunRecord) -> tuple:
     return record.n_episodes, record.written, record.task == "eval", str(record.path)
 
 
+def kept_results(records: list[RunRecord]) -> list[RunRecord]:
+    """One result per trained model among `records` (of one setting), as the table keeps them: the
+    most test episodes, then the newest; ordered by model."""
+    models: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        models[record.model].append(record)
+    return [max(results, key=_preference) for _, results in sorted(models.items())]
+
+
 def _row(key: Setting, models: dict[str, list[RunRecord]], training: dict[str, RunRecord]) -> ResultRow:
-    kept = [max(results, key=_preference) for _, results in sorted(models.items())]
+    kept = kept_results([r for results in models.values() for r in results])
     set_aside = sorted((r for results in models.values() for r in results if r not in kept),
                        key=lambda r: str(r.path))
     # Episodes trained and wall time are the model's: from its training run when that is here.
@@ -77,6 +89,7 @@ def _row(key: Setting, models: dict[str, list[RunRecord]], training: dict[str, R
     accs = [r.acc for r in kept]
     trained = [r.episodes_trained for r in trainers if r.episodes_trained is not None]
     walls = [r.wall_time_s for r in trainers if r.wall_time_s is not None]
+    best = [r.best_episode for r in trainers if r.best_episode is not None]
     seed_ci = mean_ci95_over_replicates(accs)  # Student t: there are only a few models
     episodes = [r.n_episodes for r in kept]
     return ResultRow(
@@ -92,14 +105,17 @@ def _row(key: Setting, models: dict[str, list[RunRecord]], training: dict[str, R
         wall_time_s=statistics.fmean(walls) if walls else None,
         paper=paper_accuracy(*key),
         device=", ".join(sorted({r.device for r in kept})),
+        best_episode=statistics.fmean(best) if best else None,
+        stopped_by=tuple(sorted({r.stopped_by for r in trainers if r.stopped_by})),
+        git_commits=tuple(sorted({r.git_commit for r in kept if r.git_commit})),
         kept=tuple((r.path, r.n_episodes) for r in kept),
         set_aside=tuple((r.path, r.n_episodes) for r in set_aside),
     )
 
 
 HEADER = ("method", "dataset", "setting", "models (seeds)", "accuracy ± CI over episodes",
-          "± CI over models", "test episodes", "episodes trained", "wall time", "paper", "difference",
-          "device", "set aside")
+          "± CI over models", "test episodes", "episodes trained", "best at", "ended by", "wall time",
+          "paper", "difference", "device", "git commit", "set aside")
 
 
 def _range(low: int, high: int, dash: str = "–") -> str:
@@ -120,8 +136,9 @@ def _cells(row: ResultRow) -> tuple[str, ...]:
     return (row.method, row.dataset, _setting(row),
             f"{row.n_models} ({', '.join(row.seeds)})", f"{row.acc:.2f} ± {row.episode_ci95:.2f}",
             fmt(row.seed_ci95, ".2f"), _range(*row.n_episodes), fmt(row.episodes_trained, ".0f"),
+            fmt(row.best_episode, ".0f"), ", ".join(row.stopped_by),
             fmt(None if row.wall_time_s is None else row.wall_time_s / 60, ".1f", " min"),
-            fmt(row.paper, ".1f"), fmt(row.difference, "+.2f"), row.device,
+            fmt(row.paper, ".1f"), fmt(row.difference, "+.2f"), row.device, ", ".join(row.git_commits),
             str(len(row.set_aside)) if row.set_aside else "")
 
 
@@ -154,16 +171,19 @@ def to_csv(rows: list[ResultRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["method", "dataset", "n_way", "n_shot", "n_models", "seeds", "acc", "episode_ci95",
-                     "seed_ci95", "n_episodes", "n_query", "episodes_trained", "wall_time_s", "paper",
-                     "difference", "device", "n_set_aside"])
+                     "seed_ci95", "n_episodes", "n_query", "episodes_trained", "best_episode",
+                     "stopped_by", "wall_time_s", "paper", "difference", "device", "git_commit",
+                     "n_set_aside"])
     for r in rows:
         writer.writerow([r.method, r.dataset, r.n_way, r.n_shot, r.n_models, " ".join(r.seeds),
                          f"{r.acc:.4f}", f"{r.episode_ci95:.4f}",
                          "" if r.seed_ci95 is None else f"{r.seed_ci95:.4f}", _range(*r.n_episodes, dash="-"),
                          " ".join(map(str, r.n_query)),
                          "" if r.episodes_trained is None else f"{r.episodes_trained:.0f}",
+                         "" if r.best_episode is None else f"{r.best_episode:.0f}",
+                         " ".join(r.stopped_by),
                          "" if r.wall_time_s is None else f"{r.wall_time_s:.1f}",
                          "" if r.paper is None else r.paper,
                          "" if r.difference is None else f"{r.difference:.4f}", r.device,
-                         len(r.set_aside)])
+                         " ".join(r.git_commits), len(r.set_aside)])
     return buffer.getvalue()
