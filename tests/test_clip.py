@@ -24,7 +24,7 @@ from fewshot_cli.config import schema  # noqa: F401  (registers the structured s
 from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.sampler import EpisodeSampler
-from fewshot_cli.engine.zero_shot import classify_split, topk_correct
+from fewshot_cli.engine.clip_full_split_eval import classify_split, topk_correct
 from fewshot_cli.errors import CheckpointError, ConfigError
 from fewshot_cli.methods import clip_model
 from fewshot_cli.methods.clip_model import import_clip, load_clip

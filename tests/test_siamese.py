@@ -20,7 +20,7 @@ from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.omniglot import Omniglot
 from fewshot_cli.data.pairs import balanced_pairs
 from fewshot_cli.data.sampler import EpisodeSampler, episode_seed
-from fewshot_cli.engine.figures import save_figure
+from fewshot_cli.engine.figure_files import save_figure
 from fewshot_cli.engine.pair_figures import dissimilarity_grid, loss_curve_figure
 from fewshot_cli.engine.verification import best_accuracy_threshold, equal_error_rate, roc_auc
 from fewshot_cli.errors import ConfigError

@@ -4,12 +4,9 @@
   matrix with one row per description, the images shown along the top axis, values in the cells.
 * `top5_figure`: every image beside a horizontal bar chart of its five most probable classes.
 
-`save_figure` writes a PNG and logs the same pixels to TensorBoard when a writer is given. The Agg
-canvas is used directly, so nothing depends on a display or on pyplot's global state.
+PNGs are written with `engine.figure_files.save_figure`. The Agg canvas is used directly, so nothing
+depends on a display or on pyplot's global state.
 """
-
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -108,15 +105,3 @@ def top5_figure(
         ax_bars.set_xlabel("probability", fontsize=9)
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure: Figure, path: Path, writer: Any = None, tag: str | None = None) -> Path:
-    """Write `figure` as a PNG at `path` and, given a SummaryWriter, log it as image `tag`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    if writer is not None:
-        canvas = figure.canvas
-        canvas.draw()
-        pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-        writer.add_image(tag or path.stem, pixels, 0, dataformats="HWC")
-    return path

@@ -1,7 +1,7 @@
 """Figures of a training run: the loss curve and a dissimilarity grid of test pairs (matplotlib, Agg).
 
 The grid is the classic Siamese-tutorial figure: each test pair shown side by side with the model's
-predicted dissimilarity and the truth underneath. PNGs are written with `engine.figures.save_figure`,
+predicted dissimilarity and the truth underneath. PNGs are written with `engine.figure_files.save_figure`,
 which also logs them to TensorBoard when a writer is given.
 """
 

@@ -21,7 +21,7 @@ from fewshot_cli.data.pairs import balanced_pairs
 from fewshot_cli.data.sampler import episode_seed
 from fewshot_cli.engine.checkpoint import load_checkpoint, save_checkpoint
 from fewshot_cli.engine.device import DeviceContext
-from fewshot_cli.engine.figures import save_figure
+from fewshot_cli.engine.figure_files import save_figure
 from fewshot_cli.engine.pair_figures import dissimilarity_grid, loss_curve_figure, read_history
 from fewshot_cli.engine.verification import best_accuracy_threshold, equal_error_rate, roc_auc
 from fewshot_cli.methods.base import FewShotMethod

@@ -23,9 +23,9 @@ from omegaconf import DictConfig
 
 from fewshot_cli.data.base import FewShotDataset
 from fewshot_cli.data.image_split import ImageSplit
+from fewshot_cli.engine.clip_full_split_eval import classify_split
 from fewshot_cli.engine.device import DeviceContext, released_cuda_memory
 from fewshot_cli.engine.run_outputs import open_tensorboard, write_metrics
-from fewshot_cli.engine.zero_shot import classify_split
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.base import FewShotMethod
 from fewshot_cli.methods.clip_zero_shot import CLIPZeroShot
@@ -162,7 +162,8 @@ def write_clip_figures(
     clip_similarity.png: cos(prompt-ensemble text embedding of each image's class, image embedding);
     clip_top5.png: softmax(s * cos) over all classes of the split, five best per image.
     """
-    from fewshot_cli.engine.figures import save_figure, similarity_figure, top5_figure
+    from fewshot_cli.engine.clip_figures import similarity_figure, top5_figure
+    from fewshot_cli.engine.figure_files import save_figure
 
     if n_images < 1:
         raise ConfigError(f"eval.figure_images={n_images} must be at least 1")
