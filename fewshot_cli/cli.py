@@ -1,7 +1,8 @@
 """The `fewshot` command: subcommand dispatch and the @hydra.main entry points, nothing else.
 
 Hydra owns sys.argv, so the subcommand word is popped before the subcommand's @hydra.main function
-runs; everything after it (overrides, -m, --cfg job, --info, --help) is Hydra's (Hydra pitfall 2).
+runs; everything after it (overrides, -m, --cfg job, --info, --help) is Hydra's. A click or Fire
+wrapper in front of Hydra would take `-m`, `--cfg job` and `--info` away from it.
 """
 
 import logging

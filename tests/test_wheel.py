@@ -1,5 +1,6 @@
-"""The built wheel, installed in a fresh venv, finds its configs as pkg://fewshot_cli.conf
-(DESIGN.md, Hydra pitfall 1) and trains from a directory outside the source tree."""
+"""The built wheel, installed in a fresh venv, finds its configs as pkg://fewshot_cli.conf (a
+relative config_path="../conf" works in an editable install and breaks once installed) and trains
+from a directory outside the source tree."""
 
 import json
 import os

@@ -9,8 +9,9 @@ PACKAGED_CONFIG_PACKAGE = "fewshot_cli.conf"
 def config_path() -> str:
     """Return the `config_path` for `@hydra.main` / `initialize_config_dir`.
 
-    An installed wheel carries conf/ as the package `fewshot_cli.conf` (Hydra pitfall 1:
-    `config_path="../conf"` breaks after `pip install .`); an editable install or a source checkout
+    An installed wheel carries conf/ as the package `fewshot_cli.conf` (a relative
+    `config_path="../conf"` works in an editable install and breaks after `pip install .`, where no
+    conf/ sits beside the package); an editable install or a source checkout
     reads the top-level conf/ directly, so edits to YAML take effect without reinstalling.
     """
     if importlib.util.find_spec(PACKAGED_CONFIG_PACKAGE) is not None:

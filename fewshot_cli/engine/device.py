@@ -29,7 +29,8 @@ class DeviceContext:
         """Resolve device.type auto|cpu|cuda and check the options against the hardware.
 
         Never picks a GPU ordinal: `cuda` means the current device, which launchers control with
-        CUDA_VISIBLE_DEVICES (Hydra pitfall 8).
+        CUDA_VISIBLE_DEVICES (SLURM/submitit give each job its own GPUs that way; a hard-coded
+        ordinal would put every job of a sweep on one GPU, or on one the job was not given).
         """
         kind = cfg.type
         if kind not in ("auto", "cpu", "cuda"):

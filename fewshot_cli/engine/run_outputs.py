@@ -36,7 +36,8 @@ def open_tensorboard(output_dir: Path, enabled: bool, purge_step: int | None = N
 
 
 def log_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """One hparams entry in the run's own TensorBoard run (run_name='.', Hydra pitfall 13)."""
+    """One hparams entry in the run's own TensorBoard run: run_name='.', since without it every
+    add_hparams call makes a new TensorBoard run beside the training curves."""
     if writer is None:
         return
     simple = {k: v for k, v in hparams.items() if isinstance(v, int | float | str | bool)}
