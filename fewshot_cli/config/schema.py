@@ -53,6 +53,8 @@ class TrainerSchema:
     progress_bar: bool = True
     # Stop after this many validations in a row without a new best validation accuracy (null: off).
     early_stop_patience: Optional[int] = None
+    # The tasks of a meta-batch as one vmap'd computation where the method has one (MAML).
+    vectorize_tasks: bool = True
 
 
 @dataclass

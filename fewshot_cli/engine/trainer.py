@@ -96,6 +96,13 @@ class Trainer:
         self.tasks_per_step = settings.tasks_per_step  # counts checked by config/counts.py
         self.distributed = distributed or DistributedContext()
         self.my_tasks = self.distributed.my_tasks(self.tasks_per_step)
+        # One vmap'd computation per meta-batch where the method has one (MAML); metric methods
+        # keep one backbone call per episode (their BatchNorm would mix episodes' statistics).
+        self.vectorize = (bool(settings.get("vectorize_tasks", True)) and model.vectorizes_tasks
+                          and len(self.my_tasks) > 1)
+        if self.vectorize:
+            log.info("trainer.vectorize_tasks: the %d tasks of each meta-batch run as one vmap'd "
+                     "computation", len(self.my_tasks))
         self._interval_loss = torch.zeros((), device=ctx.device)
         self._interval_acc = torch.zeros((), device=ctx.device)
         self._interval_episodes = 0
@@ -200,20 +207,31 @@ class Trainer:
     def accumulate_gradients(self, episodes: Iterator[Episode]) -> None:
         """Leave in .grad the gradient of the mean loss over one meta-batch (summed over processes)."""
         self.optimizer.zero_grad(set_to_none=True)
-        for _ in self.my_tasks:
-            episode = next(episodes)
-            try:
-                with self.ctx.autocast():
-                    output = self.model.loss_and_logits(episode)
-                self.scaler.scale(output.loss / self.tasks_per_step).backward()
-            except torch.cuda.OutOfMemoryError as error:
-                # The meta-gradient's memory peak is here, in backward: say which knobs lower it.
-                raise FewShotError(f"CUDA ran out of memory in a training step (trainer.tasks_per_step="
-                                   f"{self.tasks_per_step}); {self.model.memory_hint}") from error
-            self._interval_loss += output.loss.detach().float()
-            self._interval_acc += accuracy(output.logits.detach(), episode.query_labels)
-            self._interval_episodes += 1
+        if self.vectorize:  # the same episodes as the loop below, in the same order
+            self._backward([next(episodes) for _ in self.my_tasks])
+        else:
+            for _ in self.my_tasks:
+                self._backward([next(episodes)])
         self.distributed.sum_gradients(self.model.parameters())
+
+    def _backward(self, tasks: list[Episode]) -> None:
+        """Add to .grad the gradient of these tasks' share of the meta-batch's mean loss."""
+        try:
+            with self.ctx.autocast():
+                if len(tasks) == 1:
+                    output = self.model.loss_and_logits(tasks[0])
+                    losses, logits = output.loss[None], output.logits[None]
+                else:
+                    losses, logits, _ = self.model.loss_and_logits_tasks(tasks)
+            self.scaler.scale(losses.sum() / self.tasks_per_step).backward()
+        except torch.cuda.OutOfMemoryError as error:
+            # The meta-gradient's memory peak is here, in backward: say which knobs lower it.
+            raise FewShotError(f"CUDA ran out of memory in a training step (trainer.tasks_per_step="
+                               f"{self.tasks_per_step}); {self.model.memory_hint}") from error
+        self._interval_loss += losses.detach().float().sum()
+        for task, task_logits in zip(tasks, logits.detach(), strict=True):
+            self._interval_acc += accuracy(task_logits, task.query_labels)
+        self._interval_episodes += len(tasks)
 
     def _due(self, episode: int, last_episode: int) -> set[str]:
         """Bookkeeping due after `episode`: any of 'log', 'validate', 'checkpoint'."""

@@ -46,6 +46,9 @@ class FewShotMethod(nn.Module, ABC):
             statistics of the query batch even in eval mode (MAML, as Finn et al.'s code), so a
             query's answer depends on the other queries; `fewshot predict` then puts the support
             images into the query batch too (a lone query would be normalised by itself).
+        vectorizes_tasks: True for methods that implement `loss_and_logits_tasks(episodes)`, a
+            training meta-batch as one computation (loss [T], logits [T, Q, n_way]) that equals
+            one `loss_and_logits` per episode; the trainer uses it under trainer.vectorize_tasks.
         memory_hint: what to change when a training step runs out of CUDA memory; the trainer
             quotes it in its one-sentence error. The default names the episode shape, which bounds
             every method's activations; MAML names its meta-gradient's own knobs.
@@ -56,6 +59,7 @@ class FewShotMethod(nn.Module, ABC):
     has_embedding: ClassVar[bool] = False
     equal_shots: ClassVar[bool] = False
     query_batch_statistics: ClassVar[bool] = False
+    vectorizes_tasks: ClassVar[bool] = False
     memory_hint: ClassVar[str] = "use smaller episodes (n_way, n_shot, n_query)"
 
     @abstractmethod

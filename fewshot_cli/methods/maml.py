@@ -1,23 +1,26 @@
 """Model-Agnostic Meta-Learning (Finn, Abbeel, Levine, ICML 2017), and first-order MAML."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, vmap
+from torch.func import grad as func_grad
 
 from fewshot_cli.backbones.probe import output_shape
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.errors import ConfigError, FewShotError
 from fewshot_cli.methods.base import FewShotMethod, MethodOutput
+from fewshot_cli.methods.batch_norm_formula import BatchNormByFormula
 from fewshot_cli.methods.functional import at_least_float32
 
 HEADS = ("learned", "zero")
 OOM_HINT = ("set method.first_order=true (no second-order graph), lower trainer.tasks_per_step, "
-            "use fewer method.inner_steps, or device.amp=bf16")
+            "set trainer.vectorize_tasks=false (one task's graph at a time), use fewer "
+            "method.inner_steps, or device.amp=bf16")
 
 
 class MAML(FewShotMethod):
@@ -74,6 +77,7 @@ class MAML(FewShotMethod):
     equal_shots = True
 
     needs_grad_at_eval = True
+    vectorizes_tasks = True  # loss_and_logits_tasks: the meta-batch as one vmap'd computation
     query_batch_statistics = True  # BatchNorm without running statistics (see the class doc)
 
     def __init__(
@@ -128,6 +132,84 @@ class MAML(FewShotMethod):
                 logits = self.forward_with(fast, episode.query_images)
         loss = F.cross_entropy(at_least_float32(logits), episode.query_labels)
         return MethodOutput(loss, logits, {})
+
+    def loss_and_logits_tasks(self, episodes: Sequence[Episode]) -> MethodOutput:
+        """A whole meta-batch of training episodes as one computation (`trainer.vectorize_tasks`).
+
+        The same inner loop as `adapt` and the same query loss as `loss_and_logits`, written with
+        `torch.func.grad` (the inner gradient) inside `torch.func.vmap` over the tasks, so T episodes
+        run as one batched network call per inner step instead of T calls (conv weights that differ
+        per task after the first inner step become one grouped convolution). The inner gradient
+        stays differentiable for regular autograd, so `loss.sum().backward()` gives the
+        second-order meta-gradient; with first_order it is detached (FOMAML), as in `adapt`.
+        BatchNorm normalises each task by its own support or query batch, exactly as one episode
+        at a time (vmap gives every task its own statistics), computed by its formula
+        (BatchNormByFormula: PyTorch's fused kernel has a wrong second derivative under vmap).
+        Out of training mode (no meta-gradient is taken) the episodes go through
+        `loss_and_logits` one by one.
+
+        Shapes: T episodes of one shape -> loss [T] (each task's query cross-entropy) and logits
+        [T, n_way * n_query, n_way]. Memory: the graphs of all T tasks are alive at once (the loop
+        frees each after its backward), so peak memory grows with T.
+
+        Raises:
+            ConfigError: episodes of different shapes, or a way the learned head does not have.
+            FewShotError: CUDA out of memory, with the memory options.
+        """
+        if not self.training:
+            outputs = [self.loss_and_logits(episode) for episode in episodes]
+            return MethodOutput(torch.stack([o.loss for o in outputs]),
+                                torch.stack([o.logits for o in outputs]), {})
+        shapes = {(e.n_way, e.n_shot, e.n_query, tuple(e.support_images.shape[1:])) for e in episodes}
+        if len(shapes) != 1:
+            raise ConfigError(f"a vectorized meta-batch needs episodes of one shape, got {sorted(shapes)}; "
+                              f"set trainer.vectorize_tasks=false")
+        n_way = episodes[0].n_way
+        self._check_way(n_way)
+        # BatchNorm by its formula: the fused kernel's second derivative is wrong under vmap.
+        with _clear_out_of_memory_error(), torch.enable_grad(), BatchNormByFormula():
+            losses, logits = vmap(self._task_loss(n_way))(
+                torch.stack([e.support_images for e in episodes]),
+                torch.stack([e.support_labels for e in episodes]),
+                torch.stack([e.query_images for e in episodes]),
+                torch.stack([e.query_labels for e in episodes]))
+        return MethodOutput(losses, logits, {})
+
+    def _task_loss(self, n_way: int):
+        """One training task as a pure function of its tensors, for vmap:
+        (support [S, C, H, W], support labels [S], query [Q, C, H, W], query labels [Q]) ->
+        (query loss [], logits [Q, n_way]). The module's parameters enter as closed-over tensors
+        (unbatched), so the meta-gradient reaches them through every task."""
+        parameters = dict(self.named_parameters())
+        # Frozen parameters (requires_grad=False) are not adapted, as in `adapt`.
+        fixed = {n: p for n, p in parameters.items() if not p.requires_grad}
+        adapted = {n: p for n, p in parameters.items() if p.requires_grad}
+
+        def support_loss(fast: dict[str, torch.Tensor], images: torch.Tensor,
+                         labels: torch.Tensor) -> torch.Tensor:
+            logits = self.forward_with({**fixed, **fast}, images)
+            return F.cross_entropy(at_least_float32(logits), labels)
+
+        inner_gradient = func_grad(support_loss)
+
+        def task_loss(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+                      query_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            fast = dict(adapted)
+            if self.head is None:  # the zero head, re-created per task as in initial_weights
+                dtype = next(iter(parameters.values())).dtype if parameters else support.dtype
+                fast["head.weight"] = support.new_zeros(n_way, self.feature_dim, dtype=dtype)
+                fast["head.bias"] = support.new_zeros(n_way, dtype=dtype)
+            for _ in range(self.inner_steps):
+                gradients = inner_gradient(fast, support, support_labels)
+                # Detached: a constant step, so dθ'/dθ = I (FOMAML); otherwise autograd keeps the
+                # inner gradient's own graph and the meta-gradient has the second-order terms.
+                fast = {n: w - self.inner_lr * (gradients[n].detach() if self.first_order
+                                                else gradients[n])
+                        for n, w in fast.items()}
+            logits = self.forward_with({**fixed, **fast}, query)
+            return F.cross_entropy(at_least_float32(logits), query_labels), logits
+
+        return task_loss
 
     def initial_weights(self, n_way: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """θ'_0: the module's parameters themselves (not copies, so the meta-gradient reaches them),
