@@ -19,7 +19,7 @@ REQUIRED_GROUPS = ("dataset", "backbone", "method", "episodes", "optimizer", "sc
 TRAIN_GROUPS = tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and any(p.glob("*.yaml"))))
 # Groups whose options need an optional Hydra plugin (module to import first).
 PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}
-EVAL_GROUPS = ("dataset", "backbone", "method", "device", "logger", "paths", "hydra")
+EVAL_GROUPS = ("dataset", "backbone", "method", "device", "logger", "paths", "hydra", "debug")
 
 
 def options(group: str) -> list[str]:
@@ -103,6 +103,28 @@ def test_protonet_presets_use_the_paper_protocol(preset: str, shape: tuple[int, 
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot, cfg.eval_episodes.n_query) == (
         *shape, 15)
     assert cfg.eval.n_episodes == 1000
+
+
+@pytest.mark.parametrize("preset", ["protonet_omniglot_20w5s", "maml_omniglot_5w1s"])
+def test_debug_fast_wins_over_a_preset_and_loses_to_the_command_line(preset: str) -> None:
+    full = compose_config("train", [f"experiment={preset}"], None)
+    fast = compose_config("train", [f"experiment={preset}", "debug=fast"], None)
+    assert full.trainer.max_episodes > 1000 and full.eval.n_episodes >= 600 and full.logger.tensorboard
+    assert (fast.trainer.max_episodes, fast.trainer.tasks_per_step, fast.trainer.val_every,
+            fast.trainer.val_episodes, fast.eval.n_episodes) == (4, 1, 2, 5, 10)
+    assert not fast.logger.tensorboard and not fast.trainer.progress_bar
+    # The model and the episode shapes are the preset's: only the budget shrinks.
+    assert fast.method == full.method
+    assert (fast.train_episodes, fast.eval_episodes) == (full.train_episodes, full.eval_episodes)
+    typed = compose_config("train", ["debug=fast", f"experiment={preset}", "trainer.max_episodes=6",
+                                     "logger=tensorboard"], None)
+    assert typed.trainer.max_episodes == 6 and typed.logger.tensorboard
+
+
+def test_debug_fast_shortens_eval() -> None:
+    assert compose_config("eval", ["ckpt_path=x/best.pt"], None).eval.n_episodes is None
+    fast = compose_config("eval", ["ckpt_path=x/best.pt", "debug=fast"], None)
+    assert fast.eval.n_episodes == 10 and not fast.logger.tensorboard
 
 
 def test_overrides_reach_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

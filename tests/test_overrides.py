@@ -34,6 +34,10 @@ def test_plain_path_stays_unquoted() -> None:
     ("train", ["eval.protocol=full"], "unknown key eval.protocol; eval has n_episodes, split, within_group"),
     ("eval", ["eval.figurs=false"], "did you mean eval.figures?"),
     ("predict", ["topk=3"], "unknown key topk; did you mean top_k?"),
+    # Groups the command's config does not list: Hydra's hint (`+debug=fast`) would compose unread.
+    ("predict", ["debug=fast"],
+     "debug= does not apply to `fewshot predict`; its config groups are device, hydra, method, paths"),
+    ("eval", ["experiment=protonet_omniglot_5w1s"], "experiment= does not apply to `fewshot eval`"),
 ])
 def test_unknown_keys_are_refused(command: str, args: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("?", r"\?")):

@@ -81,6 +81,7 @@ def check_override_keys(command: str, args: list[str]) -> None:
                 or key.split(".")[0] == "hydra"):
             continue
         if key in groups:
+            _check_group_applies(command, key, override)
             _check_option(key, override)
         _check_key(key.split("."), tree, groups, adds=override.is_add() or override.is_force_add())
 
@@ -104,6 +105,24 @@ def _check_option(group: str, override: Any) -> None:
             hint = (f"did you mean {group}={close[0]}?" if close
                     else f"choose one of {', '.join(sorted(options))}")
             raise ConfigError(f"{group}={name} is not an option of {group} (conf/{group}/); {hint}")
+
+
+def _check_group_applies(command: str, group: str, override: Any) -> None:
+    """`fewshot predict debug=fast` (or `fewshot eval experiment=...`) names a group the command's
+    primary config does not list: Hydra would say "No match in the defaults list" and suggest
+    `+debug=fast`, which composes and is never read."""
+    listed = _command_groups(command)
+    if listed and group not in listed and not (override.is_add() or override.is_force_add()):
+        raise ConfigError(f"{group}= does not apply to `fewshot {command}`; its config groups are "
+                          f"{', '.join(sorted(listed))}")
+
+
+@cache
+def _command_groups(command: str) -> set[str]:
+    """Config groups in the defaults list of conf/<command>.yaml (`optional` ones included)."""
+    primary = yaml.safe_load((_config_root() / f"{command}.yaml").read_text()) or {}
+    return {key.split()[-1].split("@")[0] for entry in primary.get("defaults", [])
+            if isinstance(entry, dict) for key in entry}
 
 
 @cache
