@@ -21,7 +21,10 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
+from fewshot_cli.config import (
+    key_help,  # noqa: F401  (registers the --help template's resolver)
+    schema,  # noqa: F401  (registers the structured schemas)
+)
 from fewshot_cli.config.locate import config_path
 from fewshot_cli.config.overrides import check_override_keys, quote_override, typed_shapes_are_exact
 from fewshot_cli.config.resume import merge_resume_config
@@ -44,7 +47,8 @@ commands:
           same/different; CLIP needs no checkpoint: method=clip classes=[cat,dog] query=PATH)
 
 Everything after the command goes to Hydra: key=value overrides, -m/--multirun for sweeps,
---cfg job to print the composed config, --info, and `fewshot <command> --help` for the config groups.
+--cfg job to print the composed config, --info, and `fewshot <command> --help` for the common keys
+(values and descriptions) and the config groups.
 """
 
 

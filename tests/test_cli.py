@@ -178,6 +178,43 @@ def test_info_and_help(env: dict[str, str], tmp_path: Path) -> None:
     assert re.search(r"^experiment: .*protonet_omniglot_5w1s", helped.stdout, re.MULTILINE)
 
 
+def help_entries(text: str) -> dict[str, str]:
+    """{"key=value": description} of --help's "Common keys" part (descriptions may wrap)."""
+    part = text.split("== Common keys", 1)[1].split("== Configuration groups ==", 1)[0]
+    entries: dict[str, str] = {}
+    name = None
+    for line in part.splitlines()[3:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, description = line.strip().partition("  ")
+            entries[name] = description.strip()
+        elif name and line.strip():
+            entries[name] = (entries[name] + " " + line.strip()).strip()
+    return entries
+
+
+def test_help_lists_the_common_keys_with_values_and_descriptions(env: dict[str, str], tmp_path: Path) -> None:
+    train = run(["train", "--help"], env, tmp_path)
+    assert train.returncode == 0, train.stdout
+    entries = help_entries(train.stdout)
+    assert entries["trainer.max_episodes=20000"].startswith("training length in episodes")
+    assert entries["trainer.max_minutes=null"].startswith("wall-clock budget")
+    assert entries["trainer.val_every=1000"].startswith("episodes between validation passes")
+    assert entries[f"paths.data_dir={env['FEWSHOT_DATA_DIR']}"].startswith("datasets live below it")
+    assert entries[f"dataset.root={env['FEWSHOT_DATA_DIR']}"]
+    shape = "train_episodes.n_way=60 train_episodes.n_shot=1 train_episodes.n_query=5"
+    assert any(name.startswith(shape) for name in entries), list(entries)
+    # The values are the composed ones: the command line's overrides and group choices show.
+    maml = run(["train", "method=maml", "trainer.max_episodes=7", "--help"], env, tmp_path)
+    maml = help_entries(maml.stdout)
+    assert "trainer.max_episodes=7" in maml
+    assert any(name.startswith("train_episodes.n_way=5 ") for name in maml), list(maml)
+    for command, key in (("eval", "ckpt_path=null"), ("predict", "support_dir=null")):
+        result = run([command, "--help"], env, tmp_path)
+        assert result.returncode == 0, result.stdout
+        assert help_entries(result.stdout)[key], result.stdout
+    assert not (tmp_path / "outputs").exists()  # nothing ran
+
+
 def test_usage_without_command_and_with_unknown_command(env: dict[str, str], tmp_path: Path) -> None:
     bare = run([], env, tmp_path, script=True)
     assert bare.returncode == 2

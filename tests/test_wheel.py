@@ -92,6 +92,8 @@ def test_cfg_job_from_the_installed_script(wheel_venv: Path, outside: dict) -> N
     info = check([str(script), "eval", "--info", "searchpath"], **outside).stdout
     assert "pkg://fewshot_cli.conf" in info
     assert "file://" not in info.split("Config search path")[1].split("Defaults Tree")[0]
+    helped = check([str(script), "train", "--help"], **outside).stdout  # key help from the wheel's conf/
+    assert "\n  trainer.max_episodes=20000        training length in episodes" in helped, helped
 
 
 def test_tiny_training_with_the_installed_package(wheel_venv: Path, outside: dict) -> None:
