@@ -58,9 +58,13 @@ def test_commit_of_a_checkout_clean_then_dirty_and_none_when_untracked(tmp_path:
 def test_command_is_the_typed_one_when_recorded(monkeypatch: pytest.MonkeyPatch, package_at) -> None:
     package_at(Path(provenance.__file__).parent.parent)
     monkeypatch.setattr(provenance, "_TYPED", [])
+    monkeypatch.delenv(provenance.COMMAND_VARIABLE, raising=False)
     monkeypatch.setattr(sys, "argv", ["python", "script.py"])
     assert provenance.command_line() == "python script.py"
     provenance.record_invocation(["fewshot", "train", "dataset.root=my images", "seed=1"])
+    assert provenance.command_line() == "fewshot train 'dataset.root=my images' seed=1"
+    # A launcher's worker process: no module state, the parent's environment.
+    monkeypatch.setattr(provenance, "_TYPED", [])
     assert provenance.command_line() == "fewshot train 'dataset.root=my images' seed=1"
     assert shlex.split(provenance.command_line())[2] == "dataset.root=my images"
     assert set(provenance.run_provenance()) == {"git_commit", "command"}

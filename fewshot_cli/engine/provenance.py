@@ -3,6 +3,7 @@
 Both go into every metrics.json, so a stored result names what produced it without a separate note.
 """
 
+import os
 import shlex
 import subprocess
 import sys
@@ -15,19 +16,26 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # Set by the `fewshot` console script before Hydra rewrites sys.argv (it pops the subcommand and
 # appends run-directory overrides), so that metrics.json shows what the user typed.
 _TYPED: list[str] = []
+# The same, for the jobs of a sweep that a launcher runs in other processes (joblib workers,
+# submitit/SLURM jobs), which inherit the environment but not this module's state or sys.argv.
+COMMAND_VARIABLE = "FEWSHOT_COMMAND_LINE"
 
 
 def record_invocation(argv: list[str]) -> None:
     """Remember the command line as typed (`["fewshot", "train", "key=value", ...]`) and pin the
     commit now: a long run's code is the code at its start, whatever is committed meanwhile."""
     _TYPED[:] = argv
+    os.environ[COMMAND_VARIABLE] = shlex.join(argv)
     code_commit()
 
 
 def command_line() -> str:
-    """The command line as typed, shell-quoted (`fewshot train 'dataset.root=my images'`); outside the
-    console script (a Python caller) the process's own sys.argv."""
-    return shlex.join(_TYPED or sys.argv)
+    """The command line as typed, shell-quoted (`fewshot train 'dataset.root=my images'`); in a sweep
+    job run by a launcher in another process, the one its parent recorded; outside the console
+    script (a Python caller) the process's own sys.argv."""
+    if _TYPED:
+        return shlex.join(_TYPED)
+    return os.environ.get(COMMAND_VARIABLE) or shlex.join(sys.argv)
 
 
 @cache
