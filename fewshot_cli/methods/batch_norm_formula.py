@@ -45,12 +45,13 @@ def _batch_norm(input: torch.Tensor, running_mean: torch.Tensor | None,
     dims = [0, *range(2, input.dim())]
     # Statistics in float32 at least, as the fused kernel keeps them under AMP.
     values = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
-    mean = values.mean(dim=dims, keepdim=True)
-    variance = values.var(dim=dims, unbiased=False, keepdim=True)
-    output = ((values - mean) * torch.rsqrt(variance + eps)).to(input.dtype)
+    centred = values - values.mean(dim=dims, keepdim=True)
+    variance = centred.square().mean(dim=dims, keepdim=True)  # biased, from the centred values
+    scale = torch.rsqrt(variance + eps)  # [1, C, 1, ...]: the weight joins it before the big multiply
     channels = [1, -1] + [1] * (input.dim() - 2)
     if weight is not None:
-        output = output * weight.view(channels)
+        scale = scale * weight.view(channels)
+    output = centred * scale
     if bias is not None:
         output = output + bias.view(channels)
-    return output
+    return output.to(input.dtype)
