@@ -411,3 +411,15 @@ def test_rows_say_where_the_best_checkpoint_was_what_ended_training_and_the_code
     rows = {r["n_way"]: r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "report.csv").read_text()))}
     assert (rows["5"]["best_episode"], rows["5"]["stopped_by"], rows["5"]["git_commit"]) == (
         "2500", "plateau", "abc1234")
+
+
+def test_report_curves_come_from_train_history_without_tensorboard_files(tmp_path: Path) -> None:
+    # Stored results keep train_history.jsonl, not TensorBoard event files: the curve must come from it.
+    write_run(tmp_path / "kept", "train", 98.0, seed=0)
+    (tmp_path / "kept" / "train_history.jsonl").write_text(
+        '{"episode": 100, "train/loss": 1.0}\n{"episode": 100, "val/acc": 91.0}\n'
+        '{"episode": 200, "val/acc": 95.5}\n{"episode": 3')  # a partial last line from a kill
+    figure = curves_figure(find_runs(tmp_path))
+    assert figure is not None
+    (line,) = figure.axes[0].lines
+    assert list(line.get_xdata()) == [100, 200] and list(line.get_ydata()) == pytest.approx([91.0, 95.5])

@@ -1,5 +1,6 @@
-"""Accuracy-vs-episodes curves drawn from the runs' TensorBoard scalars."""
+"""Accuracy-vs-episodes curves drawn from the runs' train_history.jsonl (or TensorBoard scalars)."""
 
+import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +29,30 @@ def read_scalars(tb_dir: Path, tag: str = CURVE_TAG) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
+def read_history(history_path: Path, tag: str = CURVE_TAG) -> list[tuple[int, float]]:
+    """(episode, value) pairs of `tag` from a train_history.jsonl, sorted by episode; unreadable
+    lines are skipped (a run killed mid-write leaves a partial last line)."""
+    points: dict[int, float] = {}
+    for line in history_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and tag in record and "episode" in record:
+            points[int(record["episode"])] = float(record[tag])
+    return sorted(points.items())
+
+
+def run_curve(run_dir: Path, tag: str = CURVE_TAG) -> list[tuple[int, float]]:
+    """A train run's `tag` curve: from train_history.jsonl when it has the tag (stored results keep
+    it, not TensorBoard files), else from tb/; [] when neither has it."""
+    history = run_dir / "train_history.jsonl"
+    points = read_history(history, tag) if history.is_file() else []
+    if not points and (run_dir / "tb").is_dir():
+        points = read_scalars(run_dir / "tb", tag)
+    return points
+
+
 def plot_curves(records: list[RunRecord], path: Path) -> Path | None:
     """Write `curves_figure(records)` as a PNG at `path`; None (nothing written) if no curves."""
     figure = curves_figure(records)
@@ -41,9 +66,10 @@ def curves_figure(records: list[RunRecord]) -> "Figure | None":
     """Validation accuracy (%) against training episodes: one panel per tested dataset (each with
     its own legend), one line per training run, labelled "method seed=S (run dir)".
 
-    Source: CURVE_TAG in each train run's tb/ event files; eval runs and runs without the tag are
-    skipped. Datasets get separate panels because their accuracies are not on one scale (Omniglot
-    near 99%, CIFAR-FS near 60%). None if no run has a curve.
+    Source: CURVE_TAG in each train run's train_history.jsonl (the record kept with stored results),
+    else in its tb/ event files; eval runs and runs without the tag are skipped. Datasets get
+    separate panels because their accuracies are not on one scale (Omniglot near 99%, CIFAR-FS
+    near 60%). None if no run has a curve.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -73,10 +99,9 @@ def _curves_by_dataset(records: list[RunRecord]) -> dict[str, list[tuple[str, tu
     """dataset -> [(label, steps, values)] for every train run with a CURVE_TAG curve."""
     curves: dict[str, list[tuple[str, tuple, tuple]]] = defaultdict(list)
     for record in records:
-        tb_dir = record.path / "tb"
-        if record.task != "train" or not tb_dir.is_dir():
+        if record.task != "train":
             continue
-        points = read_scalars(tb_dir)
+        points = run_curve(record.path)
         if points:
             steps, values = zip(*points, strict=True)
             label = f"{record.method} seed={record.seed} ({record.path.name})"
