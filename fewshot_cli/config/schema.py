@@ -83,7 +83,9 @@ class DeviceSchema:
 
     type: str = "auto"
     amp: str = "none"
-    channels_last: bool = False
+    # null: the device's default, channels-last on CPU (faster there, benchmarks/train_throughput.py)
+    # and the default layout on CUDA.
+    channels_last: Optional[bool] = None
     compile: bool = False
     deterministic: bool = False
 
