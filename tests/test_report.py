@@ -423,3 +423,22 @@ def test_report_curves_come_from_train_history_without_tensorboard_files(tmp_pat
     assert figure is not None
     (line,) = figure.axes[0].lines
     assert list(line.get_xdata()) == [100, 200] and list(line.get_ydata()) == pytest.approx([91.0, 95.5])
+
+
+def test_kochs_numbers_meet_the_koch_preset_as_it_runs(tmp_path: Path) -> None:
+    """experiment=siamese_koch_omniglot trains backbone=koch at 105x105: its rows are labelled
+    "siamese (bce) [koch]" and "image_size=105", and still get Koch's 92.0 and 70.3 (they got none)."""
+    bce = {"_target_": "fewshot_cli.methods.siamese.SiameseNetwork", "loss": "bce"}
+    koch_net = {"_target_": "fewshot_cli.backbones.koch.KochNet"}
+    lake = {**OMNIGLOT, "split_scheme": "lake", "image_size": 105}
+    write_run(tmp_path / "koch", "train", 80.0, seed=0, n_way=20, method=bce, dataset=lake,
+              backbone=koch_net, extra={"method": "siamese (bce)", "test/within_group": True})
+    mnist = {"_target_": "fewshot_cli.data.mnist.MNIST", "name": "mnist", "classes_split": "all",
+             "image_size": 105}
+    write_run(tmp_path / "on_mnist", "eval", 60.0, seed=0, n_way=10, method=None, dataset=mnist,
+              ckpt_path=str(tmp_path / "koch" / "checkpoints" / "best.pt"),
+              extra={"method": "siamese (bce)", "dataset": "mnist", "train_dataset": "omniglot"})
+    rows = {(r.method, r.dataset): r for r in aggregate(find_runs(tmp_path))}
+    assert rows[("siamese (bce) [koch]",
+                 "omniglot (split_scheme=lake, image_size=105, within alphabet)")].paper == 92.0
+    assert rows[("siamese (bce) [koch]", "omniglot→mnist (classes_split=all, image_size=105)")].paper == 70.3
