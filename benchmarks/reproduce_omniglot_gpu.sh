@@ -30,7 +30,10 @@
 # command before spending GPU time. Its numbers mean nothing.
 #
 # Environment: PYTHON (default python), DEVICE (default cuda; cpu with --smoke), REPRO_CONCURRENCY,
-# TRAIN_MINUTES, PATIENCE (default 8), WORK, FEWSHOT_DATA_DIR / FEWSHOT_CACHE_DIR as for any run.
+# TRAIN_MINUTES, PATIENCE (default 8), WORK, FEWSHOT_DATA_DIR / FEWSHOT_CACHE_DIR as for any run, and
+# METHODS (default "maml siamese relationnet matchingnet protonet"): the jobs to run. Should the
+# table not fit one GPU lot, split it into two commands sharing WORK, e.g. METHODS="maml siamese"
+# then METHODS="relationnet matchingnet protonet"; the second one's report covers both.
 set -euo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ] || { [ $# -eq 2 ] && [ "$2" != --smoke ]; }; then
   echo "usage: bash benchmarks/reproduce_omniglot_gpu.sh OUT [--smoke]" >&2
@@ -47,7 +50,6 @@ fi
 patience=${PATIENCE:-8}
 work=${WORK:-outputs/reproduce_omniglot_gpu/$(date +%Y-%m-%d_%H-%M-%S)}
 runs=$work/runs
-mkdir -p "$out" "$runs" "$work/logs" "$work/prewarm"
 start=$(date +%s)
 
 common=(device="$device" logger=none trainer.progress_bar=false "trainer.max_minutes=$minutes"
@@ -85,11 +87,19 @@ evaluate() {  # evaluate NAME CHECKPOINT_RUN OVERRIDES...: best.pt of runs/CHECK
 
 # One job per trained model (its evals follow it), longest first so that with fewer slots than jobs
 # the long ones do not start last.
+methods=" ${METHODS:-maml siamese relationnet matchingnet protonet} "
+chosen() { [[ $methods == *" $1 "* ]]; }
 jobs_list=()
-for setting in 20w5s 20w1s 5w5s 5w1s; do jobs_list+=("maml $setting"); done
-jobs_list+=("siamese koch")
-for setting in 20w5s 20w1s 5w5s 5w1s; do jobs_list+=("relationnet $setting" "matchingnet $setting"); done
-jobs_list+=("protonet 1shot" "protonet 5shot")
+for setting in 20w5s 20w1s 5w5s 5w1s; do if chosen maml; then jobs_list+=("maml $setting"); fi; done
+if chosen siamese; then jobs_list+=("siamese koch"); fi
+for setting in 20w5s 20w1s 5w5s 5w1s; do
+  for method in relationnet matchingnet; do if chosen $method; then jobs_list+=("$method $setting"); fi; done
+done
+if chosen protonet; then jobs_list+=("protonet 1shot" "protonet 5shot"); fi
+if [ ${#jobs_list[@]} = 0 ]; then
+  echo "METHODS=\"${METHODS:-}\" names none of: maml siamese relationnet matchingnet protonet" >&2
+  exit 2
+fi
 
 run_job() {  # run_job METHOD SETTING
   local method=$1 setting=$2
@@ -131,6 +141,7 @@ prewarm() {  # prewarm NAME DATASET-OVERRIDES...
     "hydra.run.dir=$work/prewarm/$name" > "$work/logs/prewarm_$name.out" 2>&1 ||
     { echo "decoding $name failed: $work/logs/prewarm_$name.out" >&2; tail -3 "$work/logs/prewarm_$name.out" >&2; exit 1; }
 }
+mkdir -p "$out" "$runs" "$work/logs" "$work/prewarm"
 echo "reproduce_omniglot_gpu: ${#jobs_list[@]} jobs, $concurrency at a time, on $device; training up to" \
      "$minutes min each, early_stop_patience=$patience; runs in $work"
 prewarm omniglot dataset=omniglot & decoders=($!)
@@ -190,12 +201,12 @@ for s in "${statuses[@]}"; do [ "${s##*=}" = 0 ] || failed=$((failed + 1)); done
 hardware=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
 "$py" - "$out/reproduce_summary.json" "$smoke" "$device" "$hardware" "$concurrency" "$minutes" \
   "$patience" "$((end - start))" "$((train_end - start))" "$report_status" "$work" "${statuses[@]}" <<'EOF'
-import json, platform, subprocess, sys
+import json, os, platform, subprocess, sys
 (path, smoke, device, hardware, concurrency, minutes, patience, total, trained, report, work,
  *statuses) = sys.argv[1:]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
 summary = {
-    "smoke": smoke == "1", "device": device, "hardware": hardware or platform.processor() or "cpu",
+    "smoke": smoke == "1", "device": device, "hardware": hardware or f"{platform.machine()} CPU, {os.cpu_count()} cores",
     "concurrency": int(concurrency), "train_minutes": float(minutes),
     "early_stop_patience": int(patience),
     "wall_time_s": {"total": int(total), "until_every_job_ended": int(trained)},
