@@ -328,6 +328,20 @@ def test_resume_config_keeps_the_checkpoint_and_applies_plain_overrides(trained_
                             ["method=maml"])
 
 
+def test_resume_with_debug_fast_takes_its_budget_from_the_command(trained_run: dict, tmp_path: Path,
+                                                                   data_overrides: list[str]) -> None:
+    """`debug=fast` typed again on resume (the first command line plus resume_from=) sets the keys
+    of its preset from this command, with typed keys still winning, and adds no `debug` key."""
+    saved = load_checkpoint(trained_run["dir"] / "checkpoints" / "last.pt")["config"]
+    saved["trainer"].update(val_episodes=300, log_every=100)  # a full-length run's budget
+    saved["eval"]["n_episodes"] = 1000
+    typed = ["debug=fast", "trainer.max_episodes=8"]
+    merged = merge_resume_config(compose_config("train", [*data_overrides, *typed], tmp_path), saved, typed)
+    assert (merged.trainer.max_episodes, merged.trainer.val_episodes, merged.trainer.log_every,
+            merged.eval.n_episodes) == (8, 5, 1, 10)
+    assert merged.train_episodes.n_way == 5 and "debug" not in merged  # the checkpoint's shape
+
+
 def test_resume_from_a_checkpoint_older_than_the_code(trained_run: dict, tmp_path: Path,
                                                       data_overrides: list[str]) -> None:
     """A last.pt written before a config key existed still resumes: the key comes from this

@@ -206,6 +206,31 @@ def _group_keys(group: str) -> set[str]:
     return keys
 
 
+def preset_keys(group: str, option: str) -> list[str]:
+    """Dotted keys that the `@package _global_` preset `group=option` sets (defaults lists and
+    `override` lines excluded), its nested groups' options of that name included:
+    `debug=fast` -> trainer.max_episodes, ..., eval.n_episodes (conf/debug/fast.yaml and
+    conf/debug/train/fast.yaml)."""
+    folder = _config_root() / group
+    files = [folder / f"{option}.yaml"]
+    if folder.is_dir():
+        files += [entry / f"{option}.yaml" for entry in folder.iterdir() if entry.is_dir()]
+    keys: list[str] = []
+    for file in files:
+        if file.is_file():
+            keys += _leaf_keys({k: v for k, v in (yaml.safe_load(file.read_text()) or {}).items()
+                                if k != "defaults"})
+    return keys
+
+
+def _leaf_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        keys += _leaf_keys(value, f"{path}.") if isinstance(value, dict) else [path]
+    return keys
+
+
 EPISODE_NODES = ("train_episodes", "eval_episodes")
 
 

@@ -12,13 +12,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fewshot_cli.config.overrides import option_name
+from fewshot_cli.config.overrides import option_name, preset_keys
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.names import method_name
 
 ALWAYS_FROM_COMMAND = ("paths", "device", "logger", "resume_from")
 GROUPS_FIXED_BY_CHECKPOINT = ("dataset", "method", "backbone", "episodes", "optimizer", "scheduler",
                               "experiment")
+# Budget presets (`debug=fast`): typed again on resume, the keys they set are this command's, like
+# typed keys; they change no model, data or episode shape.
+PRESET_GROUPS = ("debug",)
 
 
 def merge_resume_config(current: DictConfig, saved: dict[str, Any], overrides: list[str]) -> DictConfig:
@@ -53,6 +56,10 @@ def merge_resume_config(current: DictConfig, saved: dict[str, Any], overrides: l
                     f"{changed}; drop {override!r} or start a new run"
                 )
             continue  # the checkpoint's own choice: its values stay
+        if "." not in key and root in PRESET_GROUPS:
+            for preset_key in preset_keys(root, override.split("=", 1)[1]):
+                OmegaConf.update(merged, preset_key, OmegaConf.select(current, preset_key), force_add=True)
+            continue
         OmegaConf.update(merged, key, OmegaConf.select(current, key), force_add=True)
     return merged
 
