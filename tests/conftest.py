@@ -101,11 +101,12 @@ def data_overrides(synthetic_data_dir: Path, synthetic_cache_dir: Path) -> list[
 
 @pytest.fixture(scope="session")
 def tiny_train_overrides(data_overrides: list[str]) -> list[str]:
-    """A training run of a few seconds on the synthetic tree: 5-way 1-shot, 5 queries."""
+    """A training run of a few seconds on the synthetic tree: debug=fast (4 episodes, validation
+    every 2 on 5 episodes, 10 test episodes, no TensorBoard; conf/debug/fast.yaml), 5-way 1-shot,
+    5 queries."""
     return [
         *data_overrides,
-        "logger=none",
-        "trainer.progress_bar=false",
+        "debug=fast",
         "train_episodes.n_way=5",
         "train_episodes.n_shot=1",
         "train_episodes.n_query=5",
@@ -115,32 +116,31 @@ def tiny_train_overrides(data_overrides: list[str]) -> list[str]:
         # Typed shapes are exact, as `fewshot train` makes them (config/overrides.py).
         "train_episodes.fit_to_split=false",
         "eval_episodes.fit_to_split=false",
-        "trainer.max_episodes=4",
-        "trainer.val_every=2",
-        "trainer.checkpoint_every=2",
-        "trainer.log_every=1",
-        "trainer.val_episodes=5",
-        "eval.n_episodes=10",
     ]
 
 
 @contextmanager
 def _hydra() -> Iterator[None]:
-    # A context manager, so GlobalHydra is cleared even when compose() raises (Hydra pitfall 5).
+    # A context manager, so GlobalHydra is cleared even when compose() raises: a second
+    # initialize_config_dir would otherwise fail with "GlobalHydra is already initialized".
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="test"):
         yield
 
 
-def compose_config(config_name: str, overrides: list[str], output_dir: Path | None) -> DictConfig:
-    """Compose conf/<config_name>.yaml like the CLI does, minus HydraConfig (Hydra pitfall 4).
+def compose_config(config_name: str, overrides: list[str], output_dir: Path | None = None,
+                   return_hydra_config: bool = False) -> DictConfig:
+    """Compose conf/<config_name>.yaml like the CLI does, minus HydraConfig: the one compose helper
+    of the test suite (`return_hydra_config`: keep the `hydra` node, e.g. its group choices).
 
-    paths.output_dir defaults to `${hydra:runtime.output_dir}`, which compose() cannot resolve, so it
-    is always overridden (to `output_dir`, or to a placeholder when the test never writes).
+    compose() sets no HydraConfig, and paths.output_dir defaults to `${hydra:runtime.output_dir}`,
+    which cannot resolve without one, so it is always set: to `output_dir` when given, else to the
+    test's own `paths.output_dir=` override, else to a placeholder (a test that never writes).
     """
-    placeholder = output_dir if output_dir is not None else Path("unused-output-dir")
+    if output_dir is not None or not any(o.startswith("paths.output_dir=") for o in overrides):
+        overrides = [*overrides, f"paths.output_dir={output_dir or Path('unused-output-dir')}"]
     with _hydra():
-        return compose(config_name=config_name,
-                       overrides=[*overrides, f"paths.output_dir={placeholder}"])
+        return compose(config_name=config_name, overrides=list(overrides),
+                       return_hydra_config=return_hydra_config)
 
 
 @pytest.fixture

@@ -7,12 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
-from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.cifar import CIFAR100, CIFARFS, read_cifar100
 from fewshot_cli.data.cifar_fs_splits import CIFAR_FS_SPLITS
 from fewshot_cli.data.sampler import EpisodeSampler
@@ -202,16 +199,11 @@ def test_image_size_resizes_once(cifar_data_dir: Path, tmp_path: Path) -> None:
     assert split.images.shape == (100, 3, 16, 16) and split.images.dtype == torch.uint8
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(source_config_dir()), job_name="t"):
-        return compose(config_name="train", overrides=overrides)
-
-
 def test_dataset_options_compose_and_build(cifar_data_dir: Path, tmp_path: Path) -> None:
     paths = [f"paths.data_dir={cifar_data_dir}", f"paths.cache_dir={tmp_path}",
              f"paths.output_dir={tmp_path / 'out'}"]
     for option, cls in (("cifar_fs", CIFARFS), ("cifar100", CIFAR100)):
-        cfg = _compose([f"dataset={option}", *paths])
+        cfg = compose_config("train", [f"dataset={option}", *paths])
         assert cfg.dataset.channels == 3 and cfg.dataset.test_episodes == 600
         assert cfg.backbone.in_channels == 3
         dataset = instantiate(cfg.dataset)
@@ -222,13 +214,12 @@ def test_dataset_options_compose_and_build(cifar_data_dir: Path, tmp_path: Path)
 def test_protonet_trains_on_cifar_fs(cifar_data_dir: Path, tmp_path: Path) -> None:
     from fewshot_cli.tasks.train import train
 
-    cfg = _compose([
+    cfg = compose_config("train", [
         "dataset=cifar_fs", f"paths.data_dir={cifar_data_dir}", f"paths.cache_dir={tmp_path / 'c'}",
-        f"paths.output_dir={tmp_path / 'run'}", "device=cpu", "logger=none", "dataset.download=false",
-        "trainer.progress_bar=false", "train_episodes.n_way=5", "train_episodes.n_shot=1",
+        f"paths.output_dir={tmp_path / 'run'}", "device=cpu", "debug=fast", "dataset.download=false",
+        "train_episodes.n_way=5", "train_episodes.n_shot=1",
         "train_episodes.n_query=2", "eval_episodes.n_way=5", "eval_episodes.n_shot=1",
-        "eval_episodes.n_query=2", "trainer.max_episodes=2", "trainer.val_every=2",
-        "trainer.checkpoint_every=2", "trainer.val_episodes=2", "eval.n_episodes=3",
+        "eval_episodes.n_query=2", "trainer.max_episodes=2", "trainer.val_episodes=2", "eval.n_episodes=3",
     ])
     metrics = train(cfg)
     assert metrics["test/n_episodes"] == 3 and 0.0 <= metrics["test/acc"] <= 100.0

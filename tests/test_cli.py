@@ -20,10 +20,10 @@ from fewshot_cli.engine.trainer import TrainingInterrupted
 pytestmark = pytest.mark.slow
 
 FEWSHOT_SCRIPT = Path(sys.executable).with_name("fewshot")
+# debug=fast: 4 episodes, validation every 2 on 5 episodes, 10 test episodes, no TensorBoard.
 TINY = [
-    "device=cpu", "dataset.download=false", "trainer.progress_bar=false",
+    "device=cpu", "dataset.download=false", "debug=fast",
     "train_episodes.n_way=5", "train_episodes.n_query=5", "eval_episodes.n_query=5",
-    "trainer.val_episodes=5", "eval.n_episodes=10",
 ]
 ACC_LINE = re.compile(
     r"^test/acc (\d+\.\d\d) ± (\d+\.\d\d) \(95% CI, (\d+) episodes, (\d+)-way (\d+)-shot\)$", re.MULTILINE)
@@ -65,9 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Pa
     """`python -m fewshot_cli train ...`: 4 episodes, checkpoints every 2 (module-wide run dir)."""
     work = tmp_path_factory.mktemp("cli")
     run_dir = work / "train_run"
-    result = run(["train", *TINY, "trainer.max_episodes=4", "trainer.val_every=2",
-                  "trainer.checkpoint_every=2", "trainer.log_every=1", f"hydra.run.dir={run_dir}"],
-                 env, work)
+    result = run(["train", *TINY, "logger=tensorboard", f"hydra.run.dir={run_dir}"], env, work)
     assert result.returncode == 0, result.stdout
     assert "Traceback" not in result.stdout
     return run_dir
@@ -133,9 +131,8 @@ def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path:
     sweep = tmp_path / "sweep"
     fixed = [o for o in TINY if not o.startswith("train_episodes.n_way=")]  # a later value would win
     # -m after some overrides, as users type it: Hydra alone would reject the overrides after it.
-    result = run(["train", *fixed, "-m", "seed=0,1", "train_episodes.n_way=3,4", "logger=none",
-                  "trainer.max_episodes=2", "trainer.val_every=2", "eval.n_episodes=5",
-                  f"hydra.sweep.dir={sweep}"], env, tmp_path)
+    result = run(["train", *fixed, "-m", "seed=0,1", "train_episodes.n_way=3,4", "trainer.max_episodes=2",
+                  "eval.n_episodes=5", f"hydra.sweep.dir={sweep}"], env, tmp_path)
     assert result.returncode == 0, result.stdout
     jobs = sorted(p.parent for p in sweep.rglob("metrics.json"))
     assert len(jobs) == 4, result.stdout
@@ -327,9 +324,7 @@ def test_resume_continues_from_the_saved_episode(trained: Path, env: dict[str, s
 
     # The uninterrupted 6-episode run has the same losses after episode 4 (CPU, same RNG streams).
     straight = tmp_path / "straight"
-    result = run(["train", *TINY, "trainer.max_episodes=6", "trainer.val_every=2",
-                  "trainer.checkpoint_every=2", "trainer.log_every=1", f"hydra.run.dir={straight}"],
-                 env, tmp_path)
+    result = run(["train", *TINY, "trainer.max_episodes=6", f"hydra.run.dir={straight}"], env, tmp_path)
     assert result.returncode == 0, result.stdout
     expected, got = history(straight), history(resumed)
     assert {e: got[e] for e in (5, 6)} == {e: expected[e] for e in (5, 6)}
@@ -350,8 +345,7 @@ def test_the_same_command_plus_resume_from_continues_in_the_run_directory(env: d
     trained with method=PrototypicalNetworks"), and a resume wrote a new run directory, splitting
     TensorBoard across two folders."""
     run_dir = tmp_path / "my run"
-    first = ["train", "method=protonet", "dataset=omniglot", *TINY, "trainer.val_every=2",
-             "trainer.checkpoint_every=2", "trainer.log_every=1"]
+    first = ["train", "method=protonet", "dataset=omniglot", *TINY]
     result = run([*first, "trainer.max_episodes=4", f"hydra.run.dir={run_dir}"], env, tmp_path)
     assert result.returncode == 0, result.stdout
     (run_dir / "train_history.jsonl").open("a").write('{"episode": 5, "train/loss": 9.0}\n')  # killed

@@ -16,12 +16,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from conftest import compose_config
 from PIL import Image
 
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
-from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.image_split import ImageSplit
 from fewshot_cli.data.sampler import EpisodeSampler
 from fewshot_cli.engine.clip_full_split_eval import classify_split, topk_correct
@@ -320,24 +317,20 @@ def test_protocol_choice(zero_shot: CLIPZeroShot, tiny_clip: Path, tmp_path: Pat
 # --- configs and the command line ------------------------------------------------------------------
 
 
-def _compose_eval(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(source_config_dir()), job_name="t"):
-        return compose(config_name="eval", overrides=overrides)
-
-
 def test_method_configs_follow_the_dataset(tmp_path: Path) -> None:
     paths = [f"paths.data_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
              f"paths.output_dir={tmp_path / 'out'}"]
-    cfg = _compose_eval(["method=clip", "dataset=cifar100", *paths])
+    cfg = compose_config("eval", ["method=clip", "dataset=cifar100", *paths])
     assert cfg.method.model == "ViT-B/32" and cfg.method.templates == "cifar100"
     assert cfg.method.download_root == f"{tmp_path / 'cache'}/clip"
     assert list(cfg.method.input_mean) == list(cfg.dataset.mean)
     assert cfg.eval.protocol == "auto" and cfg.eval.figures
-    mnist = _compose_eval(["method=clip", "dataset=mnist", *paths])
+    mnist = compose_config("eval", ["method=clip", "dataset=mnist", *paths])
     assert mnist.method.templates == "mnist" and mnist.method.input_mean is None
-    omniglot = _compose_eval(["method=clip", "dataset=omniglot", *paths])
+    omniglot = compose_config("eval", ["method=clip", "dataset=omniglot", *paths])
     assert omniglot.method.templates == "cifar100"  # datasets without a set: the default
-    blended = _compose_eval(["method=clip_protonet", "dataset=cifar_fs", "method.text_weight=0.3", *paths])
+    blended = compose_config("eval", ["method=clip_protonet", "dataset=cifar_fs", "method.text_weight=0.3",
+                                      *paths])
     assert blended.method._target_.endswith("CLIPProtoNet") and blended.method.text_weight == 0.3
     assert blended.method.model == "ViT-B/32"
 
@@ -352,7 +345,7 @@ def test_clip_zero_shot_on_mnist_digits_uses_the_number_prompt(tiny_clip: Path, 
     from fewshot_cli.tasks.evaluate import evaluate
 
     data_dir = write_idx_mnist(tmp_path / "data")
-    cfg = _compose_eval([
+    cfg = compose_config("eval", [
         "method=clip", f"method.model={tiny_clip}", "dataset=mnist", "dataset.classes_split=all",
         f"paths.data_dir={data_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'run'}", "device=cpu", "logger=none", "eval.figures=false",
@@ -376,7 +369,7 @@ def test_clip_protonet_episodes_on_cifar_fs(tiny_clip: Path, tmp_path: Path) -> 
     from fewshot_cli.tasks.evaluate import evaluate
 
     _write_cifar(tmp_path / "data")
-    cfg = _compose_eval([
+    cfg = compose_config("eval", [
         "method=clip_protonet", f"method.model={tiny_clip}", "dataset=cifar_fs",
         f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.output_dir={tmp_path / 'run'}", "device=cpu", "logger=none",

@@ -376,11 +376,10 @@ def test_a_zero_std_is_refused_before_training(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ train, checkpoint, predict
 
-TINY = ["device=cpu", "logger=none", "trainer.progress_bar=false", "method=protonet",
+TINY = ["device=cpu", "debug=fast", "method=protonet",
         "train_episodes.n_way=3", "train_episodes.n_shot=1", "train_episodes.n_query=2",
         "eval_episodes.n_way=3", "eval_episodes.n_shot=1", "eval_episodes.n_query=2",
-        "trainer.max_episodes=2", "trainer.val_every=2", "trainer.checkpoint_every=2",
-        "trainer.log_every=1", "trainer.val_episodes=2", "eval.n_episodes=2"]
+        "trainer.max_episodes=2", "trainer.val_episodes=2", "eval.n_episodes=2"]
 
 
 def test_checkpoint_carries_the_training_stats_and_predict_needs_no_training_images(

@@ -3,8 +3,7 @@ the parser, and that what it lists exists in the composed configs (the help cann
 config does not have)."""
 
 import pytest
-from conftest import CONF_DIR
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from omegaconf import OmegaConf
 
 from fewshot_cli.config.key_help import commented_keys, key_help, split_comment
@@ -56,8 +55,7 @@ def test_split_comment() -> None:
     ("eval", []), ("predict", []),
 ])
 def test_every_listed_key_is_a_key_of_the_composed_config(command: str, overrides: list[str]) -> None:
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="test"):
-        cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)  # group choices
+    cfg = compose_config(command, overrides, return_hydra_config=True)  # with the group choices
     text = key_help(cfg, command)
     assert "\n  device.type=auto " in text, text  # the chosen groups' files were read
     assert ("\n  dataset.root=" in text) == (command == "train"), text  # eval/predict: no dataset group

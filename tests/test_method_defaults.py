@@ -39,12 +39,11 @@ def every_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def short_run(data_dir: Path, cache_dir: Path, out: Path, extra: list[str]) -> dict:
     return train(compose_config("train", [
-        f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "device=cpu", "logger=none",
-        "trainer.progress_bar=false", *extra], out))
+        f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}", "device=cpu", "debug=fast", *extra],
+        out))
 
 
-BUDGET = ["trainer.max_episodes=2", "trainer.val_every=2", "trainer.checkpoint_every=2",
-          "trainer.log_every=2", "trainer.val_episodes=2", "eval.n_episodes=2"]
+BUDGET = ["trainer.max_episodes=2", "trainer.log_every=2", "trainer.val_episodes=2", "eval.n_episodes=2"]
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

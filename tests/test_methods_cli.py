@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
-from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.tasks.build import build_dataset
 
 REAL_DATA = Path(os.environ.get("FEWSHOT_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -23,10 +21,9 @@ needs_omniglot = pytest.mark.skipif(not HAS_OMNIGLOT, reason=f"no Omniglot under
 # A few episodes of 5-way 1-shot with 2 queries: seconds per run, every code path exercised
 # (training steps, validation, best.pt, the test pass, then `fewshot eval` from the checkpoint).
 TINY = [
-    "device=cpu", "logger=none", "dataset.download=false", "trainer.progress_bar=false",
+    "device=cpu", "dataset.download=false", "debug=fast",
     "train_episodes.n_way=5", "train_episodes.n_query=2", "eval_episodes.n_query=2",
-    "trainer.max_episodes=2", "trainer.val_every=2", "trainer.checkpoint_every=2", "trainer.log_every=2",
-    "trainer.val_episodes=2", "eval.n_episodes=2",
+    "trainer.max_episodes=2", "trainer.log_every=2", "trainer.val_episodes=2", "eval.n_episodes=2",
 ]
 METHOD_EXTRAS = {
     "matchingnet": ["method.fce=true"],
@@ -96,17 +93,12 @@ def test_sweep_over_the_four_episodic_methods(tmp_path: Path) -> None:
 
 # --- the presets encode the papers' protocols (compose only, no data) ------------------------------
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(source_config_dir())):
-        return compose("train", overrides=[*overrides, "paths.output_dir=unused"])
-
-
 SHAPES = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_maml_omniglot_presets(shape: str) -> None:
-    cfg = compose_train([f"experiment=maml_omniglot_{shape}"])
+    cfg = compose_config("train", [f"experiment=maml_omniglot_{shape}"])
     way, shot = SHAPES[shape]
     tasks, inner_lr, steps = (32, 0.4, 1) if way == 5 else (16, 0.1, 5)
     assert cfg.trainer.tasks_per_step == tasks
@@ -123,7 +115,7 @@ def test_maml_omniglot_presets(shape: str) -> None:
 
 @pytest.mark.parametrize(("shape", "queries"), [("5w1s", 19), ("5w5s", 15), ("20w1s", 10), ("20w5s", 5)])
 def test_relationnet_omniglot_presets(shape: str, queries: int) -> None:
-    cfg = compose_train([f"experiment=relationnet_omniglot_{shape}"])
+    cfg = compose_config("train", [f"experiment=relationnet_omniglot_{shape}"])
     way, shot = SHAPES[shape]
     assert shape_of(cfg.train_episodes) == (way, shot, queries)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (way, shot)
@@ -136,7 +128,7 @@ def test_relationnet_omniglot_presets(shape: str, queries: int) -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_matchingnet_omniglot_presets_train_with_the_test_shape(shape: str) -> None:
-    cfg = compose_train([f"experiment=matchingnet_omniglot_{shape}"])
+    cfg = compose_config("train", [f"experiment=matchingnet_omniglot_{shape}"])
     way, shot = SHAPES[shape]
     assert (cfg.train_episodes.n_way, cfg.train_episodes.n_shot) == (way, shot)
     assert (cfg.eval_episodes.n_way, cfg.eval_episodes.n_shot) == (way, shot)
@@ -149,7 +141,7 @@ def test_matchingnet_omniglot_presets_train_with_the_test_shape(shape: str) -> N
 @pytest.mark.parametrize("shot", [1, 5])
 def test_cifar_fs_and_mini_imagenet_presets_compose_and_size_the_method(
         method: str, dataset: str, side: int, shot: int) -> None:
-    cfg = compose_train([f"experiment={method}_{dataset}_5w{shot}s"])
+    cfg = compose_config("train", [f"experiment={method}_{dataset}_5w{shot}s"])
     if dataset == "cifar_fs":  # conf/dataset/cifar_fs: the real CIFAR-FS loader
         assert cfg.dataset._target_ == "fewshot_cli.data.cifar.CIFARFS"
     else:  # conf/dataset/mini_imagenet: image_folder over Ravi & Larochelle's split CSVs

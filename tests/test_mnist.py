@@ -9,12 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import find_shared_data
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from conftest import compose_config, find_shared_data
 
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
-from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.mnist import MNIST
 from fewshot_cli.errors import ConfigError, DatasetError
 
@@ -149,15 +145,10 @@ def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pyte
     assert sorted(p.name for p in data_dir.rglob("*")) == ["keep.txt"]
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(version_base="1.3", config_dir=str(source_config_dir()), job_name="t"):
-        return compose(config_name=config_name, overrides=overrides)
-
-
 def test_eval_of_an_untrained_protonet_on_ten_way_mnist(idx_mnist_dir: Path, tmp_path: Path) -> None:
     from fewshot_cli.tasks.evaluate import evaluate
 
-    cfg = _compose("eval", [
+    cfg = compose_config("eval", [
         "method=protonet", "backbone=conv4", "dataset=mnist", "dataset.classes_split=all",
         f"paths.data_dir={idx_mnist_dir}", f"paths.cache_dir={tmp_path / 'c'}",
         f"paths.output_dir={tmp_path / 'run'}", "device=cpu", "logger=none",
@@ -209,7 +200,7 @@ def test_omniglot_checkpoint_scored_on_mnist_ten_way(real_mnist_dir: Path, real_
               "logger=none", "dataset.download=false", "seed=0"]
     # Untrained, Conv-4 prototypes already score 34-37% here (chance 10%); 5 training episodes reach
     # ~37.5%, 150 ~44%.
-    train(_compose("train", [
+    train(compose_config("train", [
         *common, f"paths.output_dir={tmp_path / 'train'}", "trainer.progress_bar=false",
         "train_episodes.n_way=5", "train_episodes.n_shot=1", "train_episodes.n_query=5",
         "eval_episodes.n_way=5", "eval_episodes.n_shot=1", "eval_episodes.n_query=5",
@@ -218,11 +209,11 @@ def test_omniglot_checkpoint_scored_on_mnist_ten_way(real_mnist_dir: Path, real_
     ]))
     mnist_episodes = ["dataset=mnist", "dataset.classes_split=all", "eval_episodes.n_way=10",
                       "eval_episodes.n_shot=1", "eval_episodes.n_query=5", "eval.n_episodes=60"]
-    metrics = evaluate(_compose("eval", [
+    metrics = evaluate(compose_config("eval", [
         *common, *mnist_episodes, f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'best.pt'}",
         f"paths.output_dir={tmp_path / 'eval'}",
     ]))
-    untrained = evaluate(_compose("eval", [
+    untrained = evaluate(compose_config("eval", [
         *common, *mnist_episodes, "method=protonet", "backbone=conv4",
         f"paths.output_dir={tmp_path / 'eval_untrained'}",
     ]))

@@ -27,11 +27,10 @@ from fewshot_cli.tasks.predict import image_files, predict, support_files
 from fewshot_cli.tasks.train import train
 
 TINY = [
-    "device=cpu", "logger=none", "trainer.progress_bar=false", "dataset.image_size=28",
+    "device=cpu", "debug=fast", "dataset.image_size=28",
     "dataset.heldout=2", "dataset.val_people=3", "train_episodes.n_way=3", "train_episodes.n_shot=1",
     "train_episodes.n_query=2", "eval_episodes.n_way=2", "eval_episodes.n_shot=1",
-    "eval_episodes.n_query=3", "trainer.max_episodes=4", "trainer.val_every=2",
-    "trainer.checkpoint_every=2", "trainer.log_every=1", "trainer.val_episodes=3", "eval.n_episodes=4",
+    "eval_episodes.n_query=3", "trainer.val_episodes=3", "eval.n_episodes=4",
 ]
 
 

@@ -6,15 +6,13 @@ synthetic task."""
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.utils import instantiate
 from synthetic_tasks import accuracy_gain, mean, synthetic_samplers, train_beside_untrained
 from torch import nn
 
 from fewshot_cli.backbones.conv4 import Conv4
 from fewshot_cli.backbones.resnet12 import ResNet12
-from fewshot_cli.config import schema  # noqa: F401  (registers the structured schemas)
-from fewshot_cli.config.locate import source_config_dir
 from fewshot_cli.data.episode import Episode
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.relationnet import RelationNetworks
@@ -100,13 +98,8 @@ def test_unusable_embeddings_are_config_errors() -> None:
         wrong_channels.loss_and_logits(random_episode())
 
 
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(version_base="1.3", config_dir=str(source_config_dir())):
-        return compose("train", overrides=[*overrides, "paths.output_dir=unused"])
-
-
 def test_method_relationnet_alone_gets_a_feature_map_embedding() -> None:
-    cfg = compose_train(["method=relationnet"])
+    cfg = compose_config("train", ["method=relationnet"])
     assert cfg.method.backbone == cfg.backbone  # the top-level choice: conv4 by default
     model = instantiate(cfg.method)
     assert isinstance(model, RelationNetworks) and model.feature_channels == 64
@@ -128,7 +121,7 @@ CONV4_MAPS_METHOD = {  # the method node of configs (and checkpoints) from befor
 
 def test_the_default_embedding_is_the_former_conv4_maps_network() -> None:
     torch.manual_seed(0)
-    new = instantiate(compose_train(["method=relationnet"]).method)
+    new = instantiate(compose_config("train", ["method=relationnet"]).method)
     torch.manual_seed(0)
     old = instantiate(CONV4_MAPS_METHOD)  # an old checkpoint's config still builds
     assert list(new.state_dict()) == list(old.state_dict())
@@ -139,7 +132,7 @@ def test_the_default_embedding_is_the_former_conv4_maps_network() -> None:
 
 
 def test_top_level_resnet12_gives_resnet12_maps() -> None:
-    cfg = compose_train(["method=relationnet", "backbone=resnet12", "backbone.channels=[4,4,4,8]",
+    cfg = compose_config("train", ["method=relationnet", "backbone=resnet12", "backbone.channels=[4,4,4,8]",
                          "dataset.image_size=64"])
     model = instantiate(cfg.method)
     assert isinstance(model.backbone, ResNet12) and model.feature_channels == 8

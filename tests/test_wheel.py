@@ -98,10 +98,10 @@ def test_cfg_job_from_the_installed_script(wheel_venv: Path, outside: dict) -> N
 
 def test_tiny_training_with_the_installed_package(wheel_venv: Path, outside: dict) -> None:
     run_dir = outside["cwd"] / "run"
+    # debug=fast also checks that the wheel carries the nested debug/train group.
     check([str(wheel_venv / "bin" / "fewshot"), "train", "device=cpu", "dataset.download=false",
-           "logger=none", "trainer.progress_bar=false", "train_episodes.n_way=5",
-           "train_episodes.n_query=5", "eval_episodes.n_query=5", "trainer.max_episodes=2",
-           "trainer.val_every=2", "trainer.val_episodes=3", "eval.n_episodes=5",
+           "debug=fast", "train_episodes.n_way=5", "train_episodes.n_query=5", "eval_episodes.n_query=5",
+           "trainer.max_episodes=2", "trainer.val_episodes=3", "eval.n_episodes=5",
            f"hydra.run.dir={run_dir}"], **outside)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train/episodes"] == 2
@@ -110,4 +110,6 @@ def test_tiny_training_with_the_installed_package(wheel_venv: Path, outside: dic
     hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
     main_sources = [(s.schema, s.path) for s in hydra.runtime.config_sources if s.provider == "main"]
     assert main_sources == [("pkg", "fewshot_cli.conf")]
+    assert hydra.runtime.choices["debug/train"] == "fast"  # the nested group, from the wheel
+    assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer.val_every == 2
     assert not (outside["cwd"] / "outputs").exists()
