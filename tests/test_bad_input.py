@@ -74,6 +74,40 @@ def test_cli_answers_a_bad_count_with_exit_code_2(protonet_ckpt: Path, data_over
     assert "eval.n_episodes=0: scoring needs at least 2 episodes" in result.stdout
 
 
+# ------------------------------------------------------------------ optimiser and schedule values
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["optimizer.lr=-1"], r"optimizer=Adam refuses its settings \(optimizer.lr=-1, .*\): Invalid learning"),
+    (["optimizer=sgd", "optimizer.momentum=-1"], r"optimizer=SGD refuses its settings .*Invalid momentum"),
+    (["scheduler=step", "scheduler.gamma=-2"], r"scheduler.gamma=-2: .* must be above 0"),
+    (["scheduler=cosine", "scheduler.eta_min=-1"], None),  # torch takes it: not ours to refuse
+])
+def test_values_torch_refuses_are_one_sentence(overrides: list[str], message: str | None,
+                                               tiny_train_overrides: list[str], tmp_path: Path) -> None:
+    cfg = compose_config("train", [*tiny_train_overrides, *overrides], tmp_path / "run")
+    if message is None:
+        train(cfg)
+        return
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_negative_learning_rate_with_exit_2_and_no_run_dir(data_overrides: list[str],
+                                                                         tmp_path: Path) -> None:
+    # Was: a traceback ending "ValueError: Invalid learning rate: -1", exit 1, and a run folder.
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "PYTHONPATH")}
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "fewshot_cli", "train", "debug=fast", "optimizer.lr=-1", *data_overrides,
+         f"hydra.run.dir={out}"],
+        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stdout
+    assert "Invalid learning rate: -1" in result.stdout
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ a checkpoint at another size
 
 @pytest.fixture(scope="module")

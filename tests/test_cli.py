@@ -99,6 +99,7 @@ def test_metrics_name_the_commit_and_the_command_as_typed(trained: Path) -> None
     known = subprocess.run(["git", "-C", str(package), "cat-file", "-e",
                             commit.removesuffix("-dirty") + "^{commit}"], check=False)
     assert known.returncode == 0, commit
+    assert metrics["debug"] == "fast"  # so that `fewshot report` keeps it out of the results
 
 
 def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, str],
@@ -125,6 +126,7 @@ def test_eval_console_script_prints_accuracy_line(trained: Path, env: dict[str, 
         "fewshot", "eval", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "eval.n_episodes=20",
         "eval_episodes.n_way=4", "device=cpu", f"hydra.run.dir={out}"])
     assert metrics["git_commit"]
+    assert metrics["debug"] is None  # a real evaluation, even of a debug=fast checkpoint
 
 
 def test_multirun_sweep_writes_one_subdir_per_job(env: dict[str, str], tmp_path: Path) -> None:

@@ -42,6 +42,20 @@ def test_commit_of_a_checkout_clean_then_dirty_and_none_when_untracked(tmp_path:
     (package / "__init__.py").write_text("# changed\n")
     package_at(package)
     assert provenance.code_commit() == head + "-dirty"
+    # A new file git does not ignore (a method added as the README says) is not in the commit either;
+    # an ignored one (run outputs) is no change.
+    git(repo, "checkout", "-q", "--", "fewshot_cli/__init__.py")
+    (repo / ".gitignore").write_text("outputs/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "ignore")
+    head = git(repo, "rev-parse", "--short", "HEAD")
+    (repo / "outputs").mkdir()
+    (repo / "outputs" / "metrics.json").write_text("{}")
+    package_at(package)
+    assert provenance.code_commit() == head
+    (package / "my_method.py").write_text("class Mine: ...\n")
+    package_at(package)
+    assert provenance.code_commit() == head + "-dirty"
     # An installed copy inside an ignored folder of a checkout (a venv in the repo) is not the checkout.
     installed = repo / ".venv" / "site-packages" / "fewshot_cli"
     installed.mkdir(parents=True)
@@ -67,4 +81,5 @@ def test_command_is_the_typed_one_when_recorded(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(provenance, "_TYPED", [])
     assert provenance.command_line() == "fewshot train 'dataset.root=my images' seed=1"
     assert shlex.split(provenance.command_line())[2] == "dataset.root=my images"
-    assert set(provenance.run_provenance()) == {"git_commit", "command"}
+    assert set(provenance.run_provenance()) == {"git_commit", "command", "debug"}
+    assert provenance.run_provenance()["debug"] is None  # outside a Hydra run

@@ -442,3 +442,31 @@ def test_kochs_numbers_meet_the_koch_preset_as_it_runs(tmp_path: Path) -> None:
     assert rows[("siamese (bce) [koch]",
                  "omniglot (split_scheme=lake, image_size=105, within alphabet)")].paper == 92.0
     assert rows[("siamese (bce) [koch]", "omniglot→mnist (classes_split=all, image_size=105)")].paper == 70.3
+
+
+def test_report_leaves_debug_runs_out_of_real_results(tmp_path: Path) -> None:
+    # A newcomer's outputs/: `debug=fast` first (4 episodes), then the quick start, both seed 0. The
+    # smoke run was averaged in as a second model (70.89 ± 187.55 against the paper's 98.8).
+    write_run(tmp_path / "smoke", "train", 43.2, seed=0, extra={"debug": "fast", "train/episodes": 4})
+    write_run(tmp_path / "quick", "train", 98.6, seed=0)
+    # Neighbours: an eval of the smoke checkpoint (the eval itself had no debug=), and a debug run
+    # older than metrics.json's "debug" field (only Hydra's overrides.yaml says so).
+    write_run(tmp_path / "smoke_eval", "eval", 41.0, seed=0, method=None,
+              ckpt_path=str(tmp_path / "smoke" / "checkpoints" / "best.pt"))
+    write_run(tmp_path / "old_smoke", "train", 39.0, seed=0)
+    (tmp_path / "old_smoke" / ".hydra" / "overrides.yaml").write_text("- debug=fast\n- seed=0\n")
+    markdown = report(tmp_path, tmp_path / "out")
+    (row,) = aggregate([r for r in find_runs(tmp_path) if not r.debug])
+    assert row.n_models == 1 and row.acc == pytest.approx(98.6)
+    assert "| 98.60 ± 0.20 |" in markdown and "43.2" not in markdown
+    assert "Left out: 3 run(s) made with debug=" in markdown
+    for name in ("smoke", "smoke_eval", "old_smoke"):
+        assert name in markdown.split("Left out:")[1]
+
+
+def test_report_of_debug_runs_only_shows_them_and_says_so(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "train", 43.2, seed=0, extra={"debug": "fast"})
+    write_run(tmp_path / "b", "train", 45.0, seed=1, extra={"debug": "fast"})
+    markdown = report(tmp_path, tmp_path / "out")
+    assert "| 2 (0, 1) |" in markdown or "2 (0, 1)" in markdown
+    assert "Every run above was made with debug=" in markdown

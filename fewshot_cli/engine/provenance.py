@@ -40,15 +40,17 @@ def command_line() -> str:
 
 @cache
 def code_commit() -> str | None:
-    """Short hash of the checkout holding this package, with "-dirty" when tracked files differ from
-    it; None when the package is not a tracked file of a git checkout (an installed wheel, even one
-    inside a virtualenv that sits in a checkout) or git is not available."""
+    """Short hash of the checkout holding this package, with "-dirty" when its files differ from it
+    (tracked files changed, or new files git does not ignore: a method added as the README says is
+    an untracked file the commit does not hold); None when the package is not a tracked file of a
+    git checkout (an installed wheel, even one inside a virtualenv that sits in a checkout) or git
+    is not available."""
     try:
         tracked = _git("ls-files", "--error-unmatch", "__init__.py")
         if tracked is None:
             return None
         commit = _git("rev-parse", "--short", "HEAD")
-        changes = _git("status", "--porcelain", "--untracked-files=no")
+        changes = _git("status", "--porcelain", "--untracked-files=normal")
     except (OSError, subprocess.TimeoutExpired):  # no git executable, or a hung file system
         return None
     if not commit or changes is None:
@@ -64,5 +66,16 @@ def _git(*args: str) -> str | None:
 
 
 def run_provenance() -> dict[str, Any]:
-    """The metrics.json fields naming what produced a result: `git_commit` and `command`."""
-    return {"git_commit": code_commit(), "command": command_line()}
+    """The metrics.json fields naming what produced a result: `git_commit`, `command` and `debug`
+    (the debug preset of the run, e.g. "fast", else null: `fewshot report` leaves such runs out)."""
+    return {"git_commit": code_commit(), "command": command_line(), "debug": debug_preset()}
+
+
+def debug_preset() -> str | None:
+    """The `debug=` option this Hydra run composed (conf/debug/), None for none or outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("debug")
+    return None if choice in (None, "none") else str(choice)

@@ -55,11 +55,22 @@ def build_scheduler(node: DictConfig, optimizer: torch.optim.Optimizer,
         node: the scheduler config; lengths (EPISODE_LENGTH_KEYS) are in episodes.
         optimizer: the optimiser it drives.
         tasks_per_step: episodes per optimiser step (trainer.tasks_per_step, at least 1).
+
+    Raises:
+        ConfigError: a length that is not a whole number of steps, or a value torch refuses.
     """
     check_role(node, "scheduler", "scheduler", ConfigError)
+    # torch takes any gamma, but at or below 0 the learning rate becomes 0 or flips sign at the first
+    # decay: the run would train backwards (gradient ascent) without a word.
+    if "gamma" in node and not node.gamma > 0:
+        raise ConfigError(f"scheduler.gamma={node.gamma}: the factor the learning rate is multiplied "
+                          "by at each decay must be above 0 (e.g. 0.5)")
     lengths = {key: episodes_to_steps(key, node[key], tasks_per_step)
                for key in EPISODE_LENGTH_KEYS if key in node}
-    return instantiate(node, **lengths)(optimizer=optimizer)
+    from fewshot_cli.tasks.build import refused_settings_in_words  # build imports the engine
+
+    return refused_settings_in_words(lambda: instantiate(node, **lengths)(optimizer=optimizer),
+                                     "scheduler", node)
 
 
 def restore_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict[str, Any],

@@ -38,6 +38,7 @@ class RunRecord:
     best_episode: int | None = None   # training episode of best.pt (chosen on validation)
     stopped_by: str | None = None     # what ended training: max_episodes, plateau or max_minutes
     git_commit: str | None = None     # the code that produced the result (-dirty: uncommitted edits)
+    debug: str | None = None          # debug preset of the run or of the model's training (e.g. "fast")
 
     @property
     def model(self) -> str:
@@ -95,7 +96,30 @@ def read_run(run_dir: Path) -> RunRecord | None:
         best_episode=metrics.get("val/best_episode", metrics.get("ckpt_episode")),
         stopped_by=metrics.get("train/stopped_by"),
         git_commit=metrics.get("git_commit"),
+        debug=debug_preset(run_dir, metrics) or (source_run and debug_preset(source_run)),
     )
+
+
+def debug_preset(run_dir: Path, metrics: dict[str, Any] | None = None) -> str | None:
+    """The `debug=` preset a run was made with ("fast"), else None: metrics.json's "debug", or for
+    runs older than that field the `debug=` entry Hydra kept in .hydra/overrides.yaml."""
+    if metrics is None:
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            metrics = {}
+    if metrics.get("debug"):
+        return str(metrics["debug"])
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    try:
+        typed = OmegaConf.to_container(OmegaConf.load(overrides)) if overrides.is_file() else None
+    except Exception:  # an unreadable record of overrides only loses this hint
+        return None
+    for override in typed if isinstance(typed, list) else []:
+        key, _, value = str(override).partition("=")
+        if key.lstrip("+~") == "debug" and value not in ("", "none", "null"):
+            return value
+    return None
 
 
 GROUP_NAMES = {"omniglot": "alphabet"}  # what a dataset's class groups are called in the table

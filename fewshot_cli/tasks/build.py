@@ -66,6 +66,38 @@ def build_method(node: DictConfig, ctx: DeviceContext) -> FewShotMethod:
     return model
 
 
+def build_optimizer(node: DictConfig, parameters: Any) -> torch.optim.Optimizer:
+    """The conf/optimizer option (`_partial_: true`) over `parameters`.
+
+    Raises:
+        ConfigError: the optimiser refuses a value (`optimizer.lr=-1`: torch's "Invalid learning
+            rate: -1"), in one sentence naming the option, instead of a traceback.
+    """
+    check_role(node, "optimizer", "optimizer", ConfigError)
+    return refused_settings_in_words(lambda: _instantiate(node, "optimizer")(params=parameters),
+                                     "optimizer", node)
+
+
+def refused_settings_in_words(build: Any, group: str, node: DictConfig) -> Any:
+    """build(), with a ValueError of torch's value checks (a negative learning rate, momentum, gamma,
+    T_max) turned into one ConfigError naming the config group and its settings."""
+    try:
+        return build()
+    except (ValueError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if not isinstance(cause, ValueError):
+            raise
+        settings = ", ".join(f"{group}.{key}={value}" for key, value in node.items()
+                             if not str(key).startswith("_"))
+        raise ConfigError(f"{group}={_option_label(node)} refuses its settings ({settings}): "
+                          f"{cause}") from None
+
+
+def _option_label(node: DictConfig) -> str:
+    """The class name a config node builds (Adam, CosineAnnealingLR) for messages."""
+    return str(node.get("_target_", "?")).rsplit(".", 1)[-1]
+
+
 def _instantiate(node: DictConfig, group: str) -> Any:
     """hydra's instantiate, but a FewShotError raised by a constructor (a bad option value, missing
     weights) stays that error, so the CLI reports its one sentence instead of Hydra's wrapper; a key

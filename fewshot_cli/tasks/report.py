@@ -24,16 +24,37 @@ def report(root: Path, output_dir: Path | None = None, paired: str | None = None
     records = find_runs(root)
     if not records:
         raise FewShotError(f"no run under {root} has a metrics.json with test/acc")
+    # A debug=fast run (4 training episodes, 10 test episodes) checks that a command works; averaged
+    # with real runs as another model it would wreck the row's mean and spread.
+    # When every run is one (a smoke test of a sweep), the table shows them, saying so.
+    debug_runs = [record for record in records if record.debug]
+    if len(debug_runs) < len(records):
+        records = [record for record in records if not record.debug]
+    else:
+        debug_runs = []
     output_dir = output_dir or root
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records)
-    markdown = to_markdown(rows, root)
+    markdown = to_markdown(rows, root) + _debug_note(records, debug_runs)
     # Before report.md: a refused pairing (no baseline, other episodes) leaves no report half-new.
     paired_markdown = "" if paired is None else "\n" + write_paired_report(records, paired, output_dir)
     (output_dir / "report.md").write_text(markdown)
     (output_dir / "report.csv").write_text(to_csv(rows))
     plot_curves(records, output_dir / "report_curves.png")
     return markdown + paired_markdown
+
+
+def _debug_note(records: list, debug_runs: list) -> str:
+    """A line under the table naming the debug runs it leaves out, or saying that its rows are all
+    debug runs ("" when there are none)."""
+    if records and all(record.debug for record in records):
+        return ("\nEvery run above was made with debug= (or evaluates a model trained with it): a "
+                "check that the commands work, not results.\n")
+    if not debug_runs:
+        return ""
+    names = ", ".join(sorted(str(record.path.name) for record in debug_runs))
+    return (f"\nLeft out: {len(debug_runs)} run(s) made with debug= (or evaluating a model trained "
+            f"with it), checks of a command rather than results: {names}\n")
 
 
 DEFAULT_BASELINE = "protonet"

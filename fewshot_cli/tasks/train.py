@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fewshot_cli.config.counts import check_train_counts
@@ -22,7 +21,13 @@ from fewshot_cli.engine.schedules import build_scheduler
 from fewshot_cli.engine.trainer import Trainer, TrainState
 from fewshot_cli.errors import ConfigError
 from fewshot_cli.methods.names import method_name
-from fewshot_cli.tasks.build import build_dataset, build_method, build_sampler, record_normalisation
+from fewshot_cli.tasks.build import (
+    build_dataset,
+    build_method,
+    build_optimizer,
+    build_sampler,
+    record_normalisation,
+)
 from fewshot_cli.tasks.open_set_report import open_set_report
 from fewshot_cli.tasks.pair_report import pair_report
 
@@ -59,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_method(cfg.method, ctx)
     if not model.trainable:
         raise ConfigError(f"method {cfg.method._target_} is not trainable; use `fewshot eval` with it")
-    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.tasks_per_step)
     resumed = load_checkpoint(cfg.resume_from) if cfg.resume_from else None
     # A resume continues in the checkpoint's run directory (cli.py points Hydra there): events the
