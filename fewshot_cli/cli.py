@@ -26,7 +26,12 @@ from fewshot_cli.config import (
     schema,  # noqa: F401  (registers the structured schemas)
 )
 from fewshot_cli.config.locate import config_path
-from fewshot_cli.config.overrides import check_override_keys, quote_override, typed_shapes_are_exact
+from fewshot_cli.config.overrides import (
+    add_to_checkpoint_nodes,
+    check_override_keys,
+    quote_override,
+    typed_shapes_are_exact,
+)
 from fewshot_cli.config.resume import merge_resume_config
 from fewshot_cli.engine.checkpoint import load_checkpoint
 from fewshot_cli.engine.provenance import record_invocation
@@ -177,6 +182,7 @@ def main() -> None:
         # Before Hydra: its own error for a typo'd key suggests `+key=value`, which then runs and
         # silently ignores the value.
         check_override_keys(command, sys.argv[1:])
+        sys.argv[1:] = add_to_checkpoint_nodes(command, sys.argv[1:])
     except FewShotError as error:
         print(f"fewshot {command}: {error}", file=sys.stderr)
         sys.exit(2)

@@ -78,3 +78,19 @@ def test_unknown_group_options_are_refused(args: list[str], message: str) -> Non
                                   ["-m", "experiment=glob(protonet_*)"]])
 def test_known_group_options_pass(args: list[str]) -> None:
     check_override_keys("train", args)
+
+
+def test_eval_adds_the_plus_for_keys_of_the_checkpoints_nodes() -> None:
+    # Was Hydra's "Key 'root' is not in struct" for `fewshot eval ... dataset.root=DIR`: eval's
+    # dataset/method/backbone nodes are null until the checkpoint brings them.
+    from fewshot_cli.config.overrides import add_to_checkpoint_nodes
+
+    assert add_to_checkpoint_nodes("eval", ["ckpt_path=a.pt", "dataset.root=/tmp/imgs", "debug=fast"]) == [
+        "ckpt_path=a.pt", "+dataset.root=/tmp/imgs", "debug=fast"]
+    assert add_to_checkpoint_nodes("eval", ["method.inner_steps_eval=1", "-m", "seed=0,1"]) == [
+        "+method.inner_steps_eval=1", "-m", "seed=0,1"]
+    # Neighbours left alone: a group chosen on the line, a + already there, train's nodes (never null).
+    chosen = ["dataset=mnist", "dataset.root=/d"]
+    assert add_to_checkpoint_nodes("eval", chosen) == chosen
+    assert add_to_checkpoint_nodes("eval", ["+dataset.root=/d"]) == ["+dataset.root=/d"]
+    assert add_to_checkpoint_nodes("train", ["dataset.root=/d"]) == ["dataset.root=/d"]

@@ -86,6 +86,44 @@ def check_override_keys(command: str, args: list[str]) -> None:
         _check_key(key.split("."), tree, groups, adds=override.is_add() or override.is_force_add())
 
 
+def add_to_checkpoint_nodes(command: str, args: list[str]) -> list[str]:
+    """`args` with a `+` put before `dataset.root=DIR`-like overrides that `fewshot <command>` can only
+    add: eval's dataset, method and backbone groups default to null (the checkpoint brings them), so
+    Hydra refuses `dataset.root=DIR` ("Key 'root' is not in struct") and wants `+dataset.root=DIR`.
+    Unchanged where the group is chosen on the command line (`dataset=mnist dataset.root=...`)."""
+    null_groups = _null_groups(command)
+    if not null_groups:
+        return args
+    parser = OverridesParser.create()
+    parsed = []
+    for text in args:
+        try:
+            parsed.append(None if text.startswith("-") else parser.parse_override(text))
+        except HydraException:
+            parsed.append(None)
+    chosen = {o.key_or_group for o in parsed if o is not None and "." not in o.key_or_group}
+    result = []
+    for text, override in zip(args, parsed, strict=True):
+        head = override.key_or_group.split(".")[0] if override is not None else ""
+        if (override is not None and head in null_groups - chosen and "." in override.key_or_group
+                and not (override.is_add() or override.is_force_add() or override.is_delete())
+                and override.package is None):
+            text = "+" + text
+        result.append(text)
+    return result
+
+
+@cache
+def _null_groups(command: str) -> frozenset[str]:
+    """Groups that conf/<command>.yaml's defaults list leaves empty (`- dataset: null`)."""
+    path = _config_root() / f"{command}.yaml"
+    if not path.is_file():
+        return frozenset()
+    primary = yaml.safe_load(path.read_text()) or {}
+    return frozenset(key for entry in primary.get("defaults", []) if isinstance(entry, dict)
+                     for key, value in entry.items() if value is None)
+
+
 def _check_option(group: str, override: Any) -> None:
     """`experiment=totally_bogus_name` must not train the defaults silently: Hydra skips an unknown
     option of an `optional` group (experiment, hparams_search, sweep) without a word."""
