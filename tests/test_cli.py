@@ -175,6 +175,12 @@ def test_info_and_help(env: dict[str, str], tmp_path: Path) -> None:
     assert "== Configuration groups ==" in helped.stdout
     assert re.search(r"^method: .*protonet", helped.stdout, re.MULTILINE)
     assert re.search(r"^experiment: .*protonet_omniglot_5w1s", helped.stdout, re.MULTILINE)
+    assert "debug/train" not in helped.stdout  # part of debug=, never chosen on its own
+    # predict lists only the groups it takes (it refuses dataset=, experiment=, debug=, ...).
+    predict = run(["predict", "--help"], env, tmp_path)
+    assert predict.returncode == 0, predict.stdout
+    groups = predict.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    assert set(re.findall(r"^(\w+): ", groups, re.MULTILINE)) == {"device", "method", "paths"}
 
 
 def help_entries(text: str) -> dict[str, str]:

@@ -166,10 +166,29 @@ def _resolve_key_help(command: str, *, _root_: Any) -> str:
     return key_help(_root_, command)
 
 
+def group_help(command: str) -> str:
+    """`group: option, option, ...` for each config group `fewshot <command>` takes (its primary
+    config's defaults list), instead of Hydra's $APP_CONFIG_GROUPS, which lists every folder of conf/:
+    eval and predict refuse most of those, and debug/train is part of debug= only."""
+    from fewshot_cli.config.overrides import command_groups, group_options
+
+    lines = []
+    for group in sorted(command_groups(command)):
+        if "/" in group or group == "hydra":
+            continue
+        options = sorted(group_options(group))
+        if options:
+            lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines).replace("$", "$$")
+
+
 def register_resolver() -> None:
-    """`${fewshot_key_help:<command>}` for the help template (idempotent)."""
+    """`${fewshot_key_help:<command>}` and `${fewshot_groups:<command>}` for the help template
+    (idempotent)."""
     if not OmegaConf.has_resolver("fewshot_key_help"):
         OmegaConf.register_new_resolver("fewshot_key_help", _resolve_key_help)
+    if not OmegaConf.has_resolver("fewshot_groups"):
+        OmegaConf.register_new_resolver("fewshot_groups", group_help)
 
 
 register_resolver()

@@ -155,6 +155,16 @@ def _check_group_applies(command: str, group: str, override: Any) -> None:
                           f"{', '.join(sorted(listed))}")
 
 
+def command_groups(command: str) -> set[str]:
+    """Config groups `fewshot <command>` takes (its primary config's defaults list)."""
+    return set(_command_groups(command))
+
+
+def group_options(group: str) -> set[str]:
+    """Option names of conf/<group>/ (empty when there is no such folder)."""
+    return set(_group_options(group))
+
+
 @cache
 def _command_groups(command: str) -> set[str]:
     """Config groups in the defaults list of conf/<command>.yaml (`optional` ones included)."""
