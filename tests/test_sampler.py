@@ -195,15 +195,17 @@ def test_too_many_images_per_class_names_keys_and_numbers() -> None:
     with pytest.raises(ConfigError) as error:
         sampler(n_shot=5, n_query=5, config_key="eval_episodes")
     message = str(error.value)
-    assert "eval_episodes.n_shot + eval_episodes.n_query = 10" in message
-    assert "only 0 classes" in message
+    assert "eval_episodes.n_shot + eval_episodes.n_query = 5 + 5 = 10" in message
+    assert "none of its classes has that many" in message  # was "only 0 classes"
     assert "largest class: 9 images" in message
+    assert "lower n_shot + n_query to at most 9" in message  # what would fit, not only what fails
 
 
 def test_enough_images_but_too_few_such_classes() -> None:
     # 2 + 3 = 5 images: 11 classes qualify (class 0 has 4), so 12-way is impossible.
-    with pytest.raises(ConfigError, match=r"only 11 classes"):
+    with pytest.raises(ConfigError, match=r"only 11 of its classes") as error:
         sampler(n_way=12, n_shot=2, n_query=3)
+    assert "for 12-way episodes lower n_shot + n_query to at most 4" in str(error.value)
 
 
 @pytest.mark.parametrize(("key", "value", "text"), [

@@ -25,8 +25,8 @@ def check_episode_shape(shape: DictConfig, key: str) -> None:
     for name, least in (("n_way", 2), ("n_shot", 1), ("n_query", 1)):
         value = shape[name]
         if value is None or value < least:
-            what = {"n_way": "classes per episode", "n_shot": "support images per class",
-                    "n_query": "query images per class (the loss and accuracy are taken over them)"}
+            what = {"n_way": "classes per episode", "n_shot": "support image per class",
+                    "n_query": "query image per class (the loss and accuracy are taken over them)"}
             raise ConfigError(f"{key}.{name}={value}: an episode needs at least {least} {what[name]}")
 
 

@@ -119,10 +119,14 @@ class EpisodeSampler:
         per_class = self.n_shot + self.n_query
         enough = int((counts >= per_class).sum())
         if enough < self.n_way:
+            # The most images per class an n_way-way episode can take: its n_way-th largest class.
+            fits = int(counts.sort(descending=True).values[self.n_way - 1])
+            have = f"only {enough} of its classes have" if enough else "none of its classes has"
             raise ConfigError(
-                f"{key}.n_shot + {key}.n_query = {per_class} images per class, but only {enough} "
-                f"classes of {split.name} have that many (largest class: {int(counts.max())} images); "
-                f"lower n_shot/n_query or n_way"
+                f"{key}.n_shot + {key}.n_query = {self.n_shot} + {self.n_query} = {per_class} images "
+                f"per class, but {have} that many in {split.name} (largest class: "
+                f"{int(counts.max())} images); for {self.n_way}-way episodes lower n_shot + n_query to "
+                f"at most {fits}, or lower n_way"
             )
 
     @property
