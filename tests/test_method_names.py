@@ -56,3 +56,16 @@ def test_a_dictconfig_node_is_named_without_resolving_its_other_keys() -> None:
 ])
 def test_class_names_of_old_metrics_map_to_config_names(name: str, expected: str) -> None:
     assert method_name_from_class(name) == expected
+
+
+def test_a_method_added_under_conf_method_is_named_by_its_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A newcomer's conf/method/cosproto.yaml building my_methods.CosineProtos: reports said
+    # "CosineProtos", not the `method=cosproto` they type.
+    from fewshot_cli.config import overrides
+
+    (tmp_path / "method").mkdir()
+    (tmp_path / "method" / "cosproto.yaml").write_text("_target_: my_methods.CosineProtos\n")
+    monkeypatch.setattr(overrides, "_config_root", lambda: tmp_path)
+    assert method_name({"_target_": "my_methods.CosineProtos"}) == "cosproto"
+    assert method_name({"_target_": "elsewhere.Unlisted"}) == "Unlisted"  # no option builds it

@@ -11,6 +11,8 @@ network trained with BCE instead of the contrastive loss), the variant follows i
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fewshot_cli.config.overrides import option_name
+
 # Class name (the last component of `_target_`) -> config-group option in conf/method/.
 CONFIG_NAMES: dict[str, str] = {
     "PrototypicalNetworks": "protonet",
@@ -73,11 +75,14 @@ def method_name(method_node: Mapping[str, Any] | None) -> str:
 
     Returns:
         The conf/method option for a known `_target_` class plus " (variant, ...)" where an option
-        changes the algorithm; for an unknown class, the class name itself.
+        changes the algorithm; for another class, the conf/method option that builds it (a method
+        added by a user), else the class name itself.
     """
     if not method_node or not method_node.get("_target_"):
         return "?"
     class_name = str(method_node["_target_"]).rsplit(".", 1)[-1]
     name = method_name_from_class(class_name)
+    if name == class_name:  # not one of ours: a method added under conf/method/ is named by its file
+        name = option_name("method", str(method_node["_target_"])) or class_name
     variants = VARIANTS.get(name, lambda node: [])(method_node)
     return f"{name} ({', '.join(variants)})" if variants else name
