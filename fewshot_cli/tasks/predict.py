@@ -270,6 +270,7 @@ def _warn_if_shaped_otherwise(stored: dict[str, Any], support: dict[str, Any]) -
     shots = support.get("shots_used") or min(counts)
     if len(counts) != stored["n_known"] or shots != stored.get("n_shot", shots):
         log.warning("reject=auto's threshold was chosen on %d-way %d-shot validation episodes; this "
-                    "support set is %d-way %d-shot, so for methods whose logits change with the way "
-                    "or shot (matchingnet, maml) check the answers or give reject=<number>",
+                    "support set is %d-way %d-shot; the best logit's scale can move with the way and "
+                    "shot (a little for distances to prototypes, much for matchingnet and maml), so "
+                    "check the answers or give reject=<number>",
                     stored["n_known"], stored.get("n_shot", 0), len(counts), shots)
