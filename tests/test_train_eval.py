@@ -291,7 +291,8 @@ def test_within_group_training_episodes(tmp_path: Path, tiny_train_overrides: li
 
 def test_query_count_larger_than_the_images_per_class(tmp_path: Path,
                                                       tiny_train_overrides: list[str]) -> None:
-    with pytest.raises(ConfigError, match=r"eval_episodes.n_shot \+ eval_episodes.n_query = 11"):
+    with pytest.raises(ConfigError, match=r"eval_episodes.n_shot \+ eval_episodes.n_query = 1 \+ 10 = 11 "
+                                          r"images per class, .*lower n_shot \+ n_query to at most \d+"):
         train(compose_config("train", [*tiny_train_overrides, "eval_episodes.n_query=10"], tmp_path))
 
 
