@@ -171,6 +171,15 @@ def find_shared_data(marker: str) -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session")
+def real_att_faces() -> Path:
+    """The data dir holding real AT&T faces (att_faces/s1..s40); skips the test without them."""
+    found = find_shared_data("att_faces/s40/10.pgm")
+    if found is None:
+        pytest.skip("real AT&T faces not found under ../shared/data/att_faces (or FEWSHOT_DATA_DIR)")
+    return found
+
+
 def find_real_data_dir() -> Path | None:
     """The data dir when it holds real Omniglot."""
     return find_shared_data("omniglot/omniglot-py/images_background")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, find_shared_data
+from conftest import compose_config
 
 from fewshot_cli.data.att_faces import ATTFaces
 from fewshot_cli.data.image_folder import ImageFolder
@@ -23,14 +23,6 @@ from fewshot_cli.tasks.train import train
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 SIZE = 28  # small, so the run takes seconds; the comparison holds at any size
-
-
-@pytest.fixture(scope="module")
-def att_root() -> Path:
-    found = find_shared_data("att_faces/s40")
-    if found is None:
-        pytest.skip("real AT&T faces not found (set FEWSHOT_DATA_DIR or provide ../shared/data)")
-    return found
 
 
 def split_tree(faces: Path, tmp_path: Path) -> Path:
@@ -43,10 +35,10 @@ def split_tree(faces: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_image_folder_reproduces_att_faces(att_root: Path, tmp_path: Path) -> None:
-    tree = split_tree(att_root / "att_faces", tmp_path)
+def test_image_folder_reproduces_att_faces(real_att_faces: Path, tmp_path: Path) -> None:
+    tree = split_tree(real_att_faces / "att_faces", tmp_path)
     cache = tmp_path / "cache"
-    reference = ATTFaces(str(att_root), str(cache), image_size=SIZE)
+    reference = ATTFaces(str(real_att_faces), str(cache), image_size=SIZE)
     stretched = ImageFolder(str(tree), str(cache), image_size=SIZE, channels=1, resize="stretch")
     cropped = ImageFolder(str(tree), str(cache), image_size=SIZE, channels=1)
     for split in ("train", "val", "test"):
@@ -55,7 +47,7 @@ def test_image_folder_reproduces_att_faces(att_root: Path, tmp_path: Path) -> No
         assert torch.equal(ours.labels, theirs.labels) and torch.equal(ours.images, theirs.images)
     assert not torch.equal(cropped.load_split("test").images, reference.load_split("test").images)
 
-    common = [f"paths.data_dir={att_root}", f"paths.cache_dir={cache}", "device=cpu", "logger=none"]
+    common = [f"paths.data_dir={real_att_faces}", f"paths.cache_dir={cache}", "device=cpu", "logger=none"]
     train(compose_config("train", [
         *common, "method=protonet", "dataset=att_faces", f"dataset.image_size={SIZE}",
         "trainer.progress_bar=false", "trainer.max_episodes=10", "trainer.val_every=10",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, find_shared_data
+from conftest import compose_config
 from PIL import Image
 
 from fewshot_cli.tasks.predict import predict
@@ -21,20 +21,12 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 TEST_PEOPLE = ("s36", "s37", "s38", "s39", "s40")  # the default split's 5 test people (fold 0)
 
 
-@pytest.fixture(scope="module")
-def real_faces() -> Path:
-    found = find_shared_data("att_faces/s40/10.pgm")
-    if found is None:
-        pytest.skip("AT&T faces not found under ../shared/data/att_faces (or FEWSHOT_DATA_DIR)")
-    return found
-
-
-def test_a_red_image_is_none_of_the_people(real_faces: Path, tmp_path: Path) -> None:
+def test_a_red_image_is_none_of_the_people(real_att_faces: Path, tmp_path: Path) -> None:
     cfg = compose_config("train", [
         "method=protonet", "dataset=att_faces", "dataset.image_size=32", "device=cpu", "logger=none",
         "trainer.progress_bar=false", "train_episodes.n_way=10", "train_episodes.n_query=5",
         "trainer.max_episodes=80", "trainer.val_every=80", "trainer.val_episodes=40",
-        "eval.n_episodes=20", f"paths.data_dir={real_faces}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "eval.n_episodes=20", f"paths.data_dir={real_att_faces}", f"paths.cache_dir={tmp_path / 'cache'}",
     ], tmp_path / "run")
     metrics = train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
@@ -47,8 +39,8 @@ def test_a_red_image_is_none_of_the_people(real_faces: Path, tmp_path: Path) -> 
     for person in TEST_PEOPLE:  # never seen in training
         (support / person).mkdir(parents=True)
         for number in (1, 2):
-            shutil.copy(real_faces / "att_faces" / person / f"{number}.pgm", support / person)
-        shutil.copy(real_faces / "att_faces" / person / "10.pgm", queries / f"{person}.pgm")
+            shutil.copy(real_att_faces / "att_faces" / person / f"{number}.pgm", support / person)
+        shutil.copy(real_att_faces / "att_faces" / person / "10.pgm", queries / f"{person}.pgm")
     Image.new("RGB", (92, 112), (255, 0, 0)).save(queries / "red.png")
 
     def answers(reject: str) -> dict[str, dict]:
